@@ -1,0 +1,74 @@
+"""Defaults shared by every training config (pretrain, finetune, demo, testing).
+
+Not runnable by itself: the other configs call `get_config()` and override fields.
+Every number that changes results lives here or in the config that overrides it.
+"""
+import ml_collections
+
+
+def get_data_config() -> ml_collections.ConfigDict:
+  """Input pipeline settings (vit_jax/input_pipeline.py reads these)."""
+  data = ml_collections.ConfigDict()
+  data.dataset = 'vit_demo/upstream'  # tfds name ('cifar10', 'imagenet2012') or a folder path.
+  data.data_dir = ml_collections.FieldReference(None, field_type=str)  # tfds data_dir; None = tfds default.
+  data.manual_dir = ml_collections.FieldReference(None, field_type=str)  # archives for manual datasets (ImageNet).
+  data.train_split = 'train'  # tfds split string, e.g. 'train[:98%]'.
+  data.eval_split = 'test'  # tfds split string used for evaluation.
+  data.multi_label = False  # True: multi-hot labels + sigmoid cross-entropy (ImageNet-21k style).
+  data.shuffle_buffer = 10_000  # examples held for shuffling (encoded bytes: decoded after shuffle).
+  data.cache = False  # cache the encoded split in memory (small datasets only).
+  data.prefetch = 2  # batches tf.data prepares ahead on the host.
+  data.device_prefetch = 2  # global batches placed on devices ahead of the step.
+  data.num_parallel_calls = 2  # tf.data threads for decode/augment; bounded for small hosts.
+  # Preprocessing, see vit_jax/preprocess.py.
+  data.train_crop = 'inception'  # 'inception' random resized crop | 'resize' (plain resize).
+  data.crop_area_min = 0.05  # inception crop: min fraction of the image area.
+  data.flip = True  # random horizontal flip at train time.
+  data.eval_resize = 'resize_crop'  # 'resize_crop' (resize to eval_crop_ratio x res, central crop) | 'resize'.
+  data.eval_crop_ratio = 1.143  # 256/224: resize side relative to the crop side.
+  data.randaug_layers = 0  # RandAugment ops per image; 0 disables.
+  data.randaug_magnitude = 10  # RandAugment magnitude, 0..30 scale as in AugReg.
+  data.mixup_alpha = 0.0  # Mixup Beta(alpha, alpha); 0 disables.
+  return data
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0  # one seed for init, dropout and data order.
+  # Model: a name registered in vit_jax.models plus overrides of its fields.
+  config.model = 'ViT-B/16'
+  config.model_overrides = ml_collections.ConfigDict()  # e.g. classifier, dropout_rate, stochastic_depth.
+  config.dtype = 'float32'  # compute dtype: 'float32' | 'bfloat16'.
+  config.param_dtype = 'float32'  # parameter storage dtype.
+  config.image_size = 224  # training/eval resolution in pixels (int or 'HxW').
+  config.init = ml_collections.FieldReference(None, field_type=str)  # checkpoint to fine-tune from; None = scratch.
+  config.data = get_data_config()
+  # Optimisation (vit_jax/optim.py).
+  config.batch_size = 512  # global batch, all hosts together.
+  config.eval_batch_size = 512  # global eval batch; the last one is padded and masked.
+  config.total_steps = 10_000  # optimiser updates.
+  config.accum_steps = 1  # micro-batches per update (gradient accumulation).
+  config.optimizer = 'sgd'  # 'adam' (decoupled wd on kernels) | 'sgd' (momentum) | 'adamw' (Swin).
+  config.lr = 0.03  # peak learning rate.
+  config.weight_decay = 0.0  # decoupled weight decay (multiplied by lr as in optax).
+  config.b1 = 0.9  # Adam beta1 / SGD momentum.
+  config.b2 = 0.999  # Adam beta2.
+  config.momentum_dtype = 'float32'  # SGD accumulator dtype ('bfloat16' halves its memory).
+  config.warmup_steps = 500  # linear warmup from 0.
+  config.decay_type = 'cosine'  # 'cosine' | 'linear' | 'constant' after warmup.
+  config.grad_clip_norm = 1.0  # global-norm clipping; 0 disables.
+  config.loss = 'softmax_xent'  # 'softmax_xent' | 'sigmoid_xent' (multi-label).
+  config.label_smoothing = 0.0  # softmax targets (1 - s) one-hot + s / classes.
+  config.ema_decay = 0.0  # Polyak/EMA of params used for eval; 0 disables.
+  config.fsdp = False  # shard params + optimiser state over the data axis.
+  # Loop cadence.
+  config.log_every_steps = 50  # train metrics interval.
+  config.eval_every_steps = 1000  # eval interval (and at the end).
+  config.checkpoint_every_steps = 1000  # checkpoint interval (and at the end, and on SIGTERM).
+  config.keep_checkpoints = 3  # how many recent checkpoints orbax keeps.
+  # Fault injection for the tests of the training loop; -1 disables each.
+  config.debug = ml_collections.ConfigDict()
+  config.debug.nan_loss_at_step = -1  # loss x NaN at this 0-based step (non-finite stop).
+  config.debug.sigterm_at_step = -1  # the process SIGTERMs itself after this many steps.
+  config.debug.sigkill_after_save_at_step = -1  # SIGKILL itself right after this save.
+  return config

@@ -1,0 +1,43 @@
+"""vit_jax: Vision Transformers (ViT, ResNet+ViT hybrids, Swin) in JAX/Flax.
+
+Lower bounds are the versions the test suite ran with; `constraints.txt` pins the exact
+environment CI used (`pip install -c constraints.txt -e .`).
+"""
+from setuptools import find_packages, setup
+
+INSTALL_REQUIRES = [
+    'jax>=0.10.2',
+    'jaxlib>=0.10.2',
+    'flax>=0.12.8',
+    'optax>=0.2.8',
+    'orbax-checkpoint>=0.12.8',
+    'tensorflow-cpu>=2.21.0',  # tf.data on the host only; never on the accelerator.
+    'tensorflow-datasets>=4.9.10',
+    'ml-collections>=1.1.0',
+    'clu>=0.0.12',
+    'absl-py>=2.5.1',
+    'numpy>=2.4.6',
+    'scipy>=1.17.1',
+    'safetensors>=0.8.0',  # timm Swin weights.
+    'pillow>=13.0.0',  # folder datasets, predict.
+    'matplotlib>=3.11.2',  # analysis figures.
+]
+
+EXTRAS_REQUIRE = {
+    'test': ['pytest>=9.2.0'],
+    'tpu': ['jax[tpu]>=0.10.2'],
+    'cuda': ['jax[cuda12]>=0.10.2'],
+    'torch': ['torch>=2.13.0'],  # only to read Swin `.pth` files.
+}
+
+setup(
+    name='vit_jax',
+    version='0.1.0',
+    description='Vision Transformers (ViT, hybrids, Swin) in JAX/Flax: pretrain and '
+                'fine-tune on TPU, GPU and CPU.',
+    packages=find_packages(include=['vit_jax', 'vit_jax.*']),
+    python_requires='>=3.11',
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
+    license='Apache-2.0',
+)

@@ -1,0 +1,47 @@
+"""Pinned parameter counts (1000 classes, default image size) of every registered variant.
+
+Counts come from `jax.eval_shape`, so ViT-H and Swin-L cost no memory. A variant that is
+registered without a pinned count fails `test_every_variant_is_pinned`.
+"""
+import pytest
+
+from vit_jax import cost
+from vit_jax import models
+
+# Published counts (without the optional pre_logits layer).
+PINNED = {
+    'ViT-Ti/16': 5_717_416,
+    'ViT-S/16': 22_050_664,
+    'ViT-S/32': 22_878_952,
+    'ViT-B/32': 88_224_232,
+    'ViT-B/16': 86_567_656,
+    'ViT-B/8': 86_576_872,
+    'ViT-L/32': 306_535_400,
+    'ViT-L/16': 304_326_632,
+    'ViT-H/14': 632_045_800,
+    'R+ViT-Ti/16': 6_337_704,
+    'R26+ViT-S/32': 36_431_912,
+    'R26+ViT-B/32': 101_383_976,
+    'R50+ViT-B/16': 98_659_112,
+    'R50+ViT-L/32': 328_994_856,
+    # Tiny test variants (our own; pinned so a change to them is deliberate).
+    'testing': 53_832,
+    'R+ViT-testing': 178_280,
+}
+
+
+def test_every_variant_is_pinned():
+  unpinned = sorted(set(models.names()) - set(PINNED))
+  assert not unpinned, f'registered variants without a pinned parameter count: {unpinned}'
+
+
+@pytest.mark.parametrize('name', sorted(PINNED))
+def test_parameter_count(name):
+  assert cost.count_params(models.create(name, num_classes=1000)) == PINNED[name]
+
+
+def test_representation_layer_adds_hidden_squared_plus_bias():
+  base = cost.count_params(models.create('ViT-B/16', num_classes=1000))
+  with_rep = cost.count_params(
+      models.create('ViT-B/16', num_classes=1000, representation_size=768))
+  assert with_rep - base == 768 * 768 + 768
