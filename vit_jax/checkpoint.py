@@ -11,6 +11,8 @@ import os
 import re
 from typing import Any, Mapping
 
+from absl import logging
+import jax.numpy as jnp
 import numpy as np
 
 # Pre-linen checkpoints numbered modules across the whole block; current Flax numbers
@@ -137,3 +139,78 @@ def load_params(path: str, template: Mapping[str, Any] | None = None) -> dict:
   if template is not None:
     match_tree(params, template)
   return params
+
+
+# --- Fine-tuning initialisation --------------------------------------------------
+
+_HEAD_PREFIX = 'head/'
+_PRE_LOGITS_PREFIX = 'pre_logits/'
+
+
+def _read_any(path: str) -> tuple[dict, dict]:
+  """(params, source config) from a published file or one of our orbax checkpoints."""
+  if os.path.isdir(path):
+    from vit_jax import train_checkpoint  # pylint: disable=g-import-not-at-top
+    return train_checkpoint.read_params_for_finetune(path)
+  return load_params(path), {}
+
+
+def _take_head_and_pre_logits(flat: dict, flat_init: dict) -> tuple[dict, list[str]]:
+  """New task head always fresh; pre_logits kept or dropped per the new model."""
+  out, report = {}, []
+  for key, value in flat.items():
+    if key.startswith(_HEAD_PREFIX):
+      report.append(f're-initialised {key} {tuple(flat_init[key].shape)} '
+                    f'(was {tuple(np.shape(value))}: new task head)'
+                    if key in flat_init else f'dropped {key} (new task head)')
+    elif key.startswith(_PRE_LOGITS_PREFIX) and key not in flat_init:
+      report.append(f'dropped {key} (model has representation_size=None)')
+    else:
+      out[key] = value
+  for key in flat_init:
+    if key.startswith(_HEAD_PREFIX) or (key.startswith(_PRE_LOGITS_PREFIX)
+                                        and key not in flat):
+      out[key] = flat_init[key]
+      if key.startswith(_PRE_LOGITS_PREFIX):
+        report.append(f're-initialised {key} (not in checkpoint)')
+  return out, report
+
+
+def _family_adapt(flat, flat_init, model, source: dict, method: str):
+  from vit_jax.models import vit  # pylint: disable=g-import-not-at-top
+  if isinstance(model, vit.VisionTransformer):
+    return vit.adapt_pretrained(flat, flat_init, model, source.get('image_size'),
+                                method)
+  from vit_jax.models import swin  # pylint: disable=g-import-not-at-top
+  return swin.adapt_pretrained(flat, flat_init, model, source)
+
+
+def load_pretrained(path: str, *, model, init_params, source_image_size=None,
+                    posemb_method: str = 'bilinear', return_report: bool = False):
+  """Fine-tuning initialisation from `path` for `model` (ViT paper protocol).
+
+  path: one of our orbax checkpoints (a run's checkpoint directory), a published
+    Google ViT / hybrid `.npz`, or official / timm Swin weights.
+  init_params: the freshly initialised params of `model` (gives the new head and the
+    target shapes).
+  source_image_size: resolution the checkpoint was trained at, for published files
+    (our own checkpoints record it). The position-embedding grid is derived from it
+    and the model config, never guessed from sqrt(tokens).
+  Logs a report (loaded / re-initialised / resampled / dropped, per key) and raises
+  CheckpointMismatchError listing every other key that does not fit.
+  """
+  params, source = _read_any(path)
+  if source_image_size is not None:
+    source = dict(source, image_size=source_image_size)
+  flat, flat_init = flatten(params), flatten(init_params)
+  flat, report = _take_head_and_pre_logits(flat, flat_init)
+  flat, adapt_report = _family_adapt(flat, flat_init, model, source, posemb_method)
+  report += adapt_report
+  match_tree(unflatten(flat), init_params)
+  changed = {line.split()[1] for line in report}
+  report += [f'loaded {k} {tuple(np.shape(flat[k]))}' for k in sorted(flat)
+             if k not in changed]
+  for line in report:
+    logging.info('load_pretrained(%s): %s', path, line)
+  tree = unflatten({k: jnp.asarray(v, dtype=flat_init[k].dtype) for k, v in flat.items()})
+  return (tree, report) if return_report else tree
