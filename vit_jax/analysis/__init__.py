@@ -1,0 +1,1 @@
+"""Numerics behind the ViT paper's analysis figures (Fig. 6 attention maps, Fig. 7)."""
