@@ -42,6 +42,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.param_dtype = 'float32'  # parameter storage dtype.
   config.image_size = 224  # training/eval resolution in pixels (int or 'HxW').
   config.init = ml_collections.FieldReference(None, field_type=str)  # checkpoint to fine-tune from; None = scratch.
+  config.init_image_size = 224  # resolution a published `init` file was trained at (posemb grid).
+  config.posemb_resample = 'bilinear'  # corner-aligned, as published; or 'bicubic', 'bilinear_half_pixel'.
   config.data = get_data_config()
   # Optimisation (vit_jax/optim.py).
   config.batch_size = 512  # global batch, all hosts together.
@@ -72,3 +74,31 @@ def get_config() -> ml_collections.ConfigDict:
   config.debug.sigterm_at_step = -1  # the process SIGTERMs itself after this many steps.
   config.debug.sigkill_after_save_at_step = -1  # SIGKILL itself right after this save.
   return config
+
+
+def _parse_value(key: str, raw: str, default):
+  try:
+    if isinstance(default, bool):
+      if raw.lower() not in ('true', 'false', '1', '0'):
+        raise ValueError(raw)
+      return raw.lower() in ('true', '1')
+    return raw if default is None else type(default)(raw)
+  except ValueError:
+    raise ValueError(f'config argument {key}={raw!r}: expected '
+                     f'{type(default).__name__}') from None
+
+
+def parse_args(arg: str, **defaults) -> ml_collections.ConfigDict:
+  """'model=ViT-B/16,res=384' -> typed values; each key must be in `defaults`.
+
+  The type of each default decides the parsing (int, float, bool, str; None -> str),
+  so `res=38a` fails here, naming the field, instead of deep inside a run.
+  """
+  values = dict(defaults)
+  for item in filter(None, (arg or '').split(',')):
+    key, sep, raw = item.partition('=')
+    if not sep or key not in defaults:
+      raise ValueError(f'config argument {item!r}: expected key=value with key in '
+                       f'{sorted(defaults)}')
+    values[key] = _parse_value(key, raw, defaults[key])
+  return ml_collections.ConfigDict(values)
