@@ -79,6 +79,8 @@ def test_load_pretrained_resamples_and_replaces_head(tmp_path, caplog):
   assert 'dropped pre_logits/kernel (model has representation_size=None)' in report
   assert any(l.startswith('re-initialised head/kernel (32, 5)') for l in report)
   assert 'resampled Transformer/posembed_input/pos_embedding' in caplog.text
+  assert not any(l.startswith('loaded Transformer/posembed_input') for l in report)
+  assert 'loaded embedding/kernel (4, 4, 3, 32)' in report
 
 
 def test_load_pretrained_keeps_pre_logits_when_configured(tmp_path):

@@ -24,9 +24,15 @@ PINNED = {
     'R26+ViT-B/32': 101_383_976,
     'R50+ViT-B/16': 98_659_112,
     'R50+ViT-L/32': 328_994_856,
+    # Swin (window 7 at 224; Swin-B at window 12 / 384 is pinned in test_swin.py).
+    'Swin-T': 28_288_354,
+    'Swin-S': 49_606_258,
+    'Swin-B': 87_768_224,
+    'Swin-L': 196_532_476,
     # Tiny test variants (our own; pinned so a change to them is deliberate).
     'testing': 53_832,
     'R+ViT-testing': 178_280,
+    'Swin-testing': 68_318,
 }
 
 

@@ -207,7 +207,7 @@ def load_pretrained(path: str, *, model, init_params, source_image_size=None,
   flat, adapt_report = _family_adapt(flat, flat_init, model, source, posemb_method)
   report += adapt_report
   match_tree(unflatten(flat), init_params)
-  changed = {line.split()[1] for line in report}
+  changed = {line.split()[1].rstrip(':') for line in report}
   report += [f'loaded {k} {tuple(np.shape(flat[k]))}' for k in sorted(flat)
              if k not in changed]
   for line in report:
