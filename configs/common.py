@@ -70,8 +70,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.keep_checkpoints = 3  # how many recent checkpoints orbax keeps.
   # Fault injection for the tests of the training loop; -1 disables each.
   config.debug = ml_collections.ConfigDict()
-  config.debug.nan_loss_at_step = -1  # loss x NaN at this 0-based step (non-finite stop).
-  config.debug.sigterm_at_step = -1  # the process SIGTERMs itself after this many steps.
+  config.debug.nan_loss_at_step = -1  # loss x NaN in this update (1-based, as logged).
+  config.debug.sigterm_at_step = -1  # the process SIGTERMs itself after this update.
   config.debug.sigkill_after_save_at_step = -1  # SIGKILL itself right after this save.
   return config
 

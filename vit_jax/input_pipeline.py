@@ -1,0 +1,446 @@
+"""Per-host tf.data input: tfds or folder sources -> global batches sharded over the mesh.
+
+The training loop uses three functions:
+
+  info = preflight(config)                        # before any model is built
+  for batch in train_iterator(config, sharding, start_step=step): ...   # infinite
+  for batch in eval_iterator(config, sharding): ...                     # one exact pass
+
+Batches are dicts of global jax.Arrays: `image` float32 (batch, H, W, 3) in [-1, 1],
+`label` float32 (batch, classes) (one-hot with config.label_smoothing at train time, plain
+one-hot at eval, or multi-hot), and for eval `mask` float32 (batch,), 0 for padding.
+
+Order and randomness. Host h of n reads only its share of a split (tfds.even_splits /
+folder.host_share). Its training stream is epoch after epoch of that share, each epoch
+shuffled with a seed made of (config.seed, epoch); example k of the stream belongs to
+global step k // local_batch, and all its augmentation randomness is seeded by
+(config.seed, global position in the step's global batch). Starting at step s therefore
+means skipping s * local_batch encoded records (no decoding) and yields exactly the
+batches an uninterrupted run yields from step s: the checkpointed step is all the state
+the pipeline needs. (Folder sources: exact as long as no file is undecodable, since a
+skipped file shifts the examples after it.)
+
+`host_train_dataset` / `host_eval_dataset` are the per-host tf.data pipelines with the
+process index and count as arguments, so tests can play several hosts in one process.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import difflib
+import fcntl
+import math
+import os
+from typing import Callable, Iterator
+
+from absl import logging
+import jax
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from vit_jax import preprocess
+from vit_jax.datasets import DatasetError, folder
+
+__all__ = ['DatasetError', 'DatasetInfo', 'preflight', 'train_iterator', 'eval_iterator',
+           'host_train_dataset', 'host_eval_dataset']
+
+
+def _hide_accelerators_from_tf() -> None:
+  # tf.data runs on the host CPU; a TF that also grabbed the GPU/TPU would take the
+  # memory JAX needs. Must run before TF initialises its devices, hence at import.
+  for kind in ('GPU', 'TPU'):
+    try:
+      tf.config.set_visible_devices([], kind)
+    except (RuntimeError, ValueError):  # already initialised, or no such device type
+      pass
+
+
+_hide_accelerators_from_tf()
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+  """Facts about the configured dataset, all read from tfds info or the folder listing."""
+  num_classes: int
+  num_train_examples: int  # whole train split, all hosts
+  num_eval_examples: int  # whole eval split, all hosts
+  label_names: list[str] | None
+  multi_label: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class _HostSplit:
+  """One host's share of a split, not yet decoded.
+
+  `dataset` yields {'ref', 'label'} in a fixed order: `ref` is the encoded image (tfds)
+  or the file path (folder); `load` turns a ref into encoded bytes after shuffling.
+  """
+  dataset: tf.data.Dataset
+  num_examples: int  # this host's share
+  max_host_examples: int  # largest share over all hosts: eval pads every host to it
+  load: Callable[[tf.Tensor], tf.Tensor]
+  is_folder: bool
+
+
+# --- sources ----------------------------------------------------------------------------
+
+def _tfds_builder(data_config) -> tfds.core.DatasetBuilder:
+  """The tfds builder, prepared; the offline demo dataset is prepared on first use."""
+  name = data_config.dataset
+  try:
+    builder = tfds.builder(name, data_dir=data_config.data_dir)
+  except tfds.core.registered.DatasetNotFoundError:
+    close = difflib.get_close_matches(name.split('/')[0], tfds.list_builders(), n=3)
+    raise DatasetError(
+        f'config.data.dataset={name!r} is neither a tfds dataset (close names: {close}) '
+        f'nor an existing folder; fix the name, or for own images give a folder path: '
+        f'{folder.layout_help("<path>")}') from None
+  if not builder.is_prepared():
+    if builder.name != 'vit_demo':
+      raise DatasetError(_not_prepared_message(builder, data_config))
+    _prepare_demo(builder)
+    # A fresh builder reads the dataset_info (split sizes) just written.
+    builder = tfds.builder(name, data_dir=data_config.data_dir)
+  return builder
+
+
+def _prepare_demo(builder: tfds.core.DatasetBuilder) -> None:
+  # No download: rendering takes ~20-50 s for `upstream` on 2 cores. A file lock keeps
+  # several processes on one machine (multi-process tests) from preparing it twice.
+  os.makedirs(builder.data_dir_root, exist_ok=True)
+  lock_path = os.path.join(builder.data_dir_root, 'vit_demo.lock')
+  with open(lock_path, 'w') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not builder.is_prepared():
+      logging.info('preparing the offline demo dataset %s in %s (rendered locally, no '
+                   'download)', builder.info.full_name, builder.data_dir_root)
+      builder.download_and_prepare()
+
+
+def _not_prepared_message(builder, data_config) -> str:
+  name, data_dir = data_config.dataset, builder.data_dir_root
+  msg = f'tfds dataset {name!r} is not prepared in data_dir {data_dir}. '
+  if builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
+    manual_dir = data_config.manual_dir or os.path.join(data_dir, 'downloads', 'manual')
+    return msg + (
+        f'It needs files you download yourself: put them in manual_dir {manual_dir} '
+        f'(config.data.manual_dir), as tfds says: '
+        f'{" ".join(builder.MANUAL_DOWNLOAD_INSTRUCTIONS.split())} '
+        f'Then run: tfds build {name} --data_dir={data_dir} --manual_dir={manual_dir}')
+  return msg + (f'Prepare it (downloads it) with: tfds build {name} --data_dir={data_dir} '
+                f'or point config.data.data_dir at the folder that holds it.')
+
+
+def _label_feature(builder, multi_label: bool) -> tuple[str, tfds.features.ClassLabel]:
+  """(key, ClassLabel) of the label feature: 'label', or 'labels' for multi-label data."""
+  features = builder.info.features
+  for key in (('labels', 'label') if multi_label else ('label',)):
+    feature = features[key] if key in features.keys() else None
+    if isinstance(feature, tfds.features.Sequence):
+      feature = feature.feature
+    if isinstance(feature, tfds.features.ClassLabel):
+      return key, feature
+  raise DatasetError(
+      f'dataset {builder.info.full_name} has no ClassLabel feature named '
+      f'{"labels/label" if multi_label else "label"} (features: {list(features.keys())}); '
+      'pick another dataset or set config.data.multi_label to match its labels')
+
+
+def _tfds_split_sizes(builder, split: str, process_count: int) -> list[int]:
+  try:
+    return [builder.info.splits[s].num_examples
+            for s in tfds.even_splits(split, n=process_count)]
+  except (ValueError, KeyError, AssertionError) as e:
+    available = {k: v.num_examples for k, v in builder.info.splits.items()}
+    raise DatasetError(
+        f'split {split!r} of tfds dataset {builder.info.full_name} is invalid ({e}); '
+        f'available splits and sizes: {available}; set config.data.train_split / '
+        'eval_split to one of them (slices like "train[:98%]" work)') from None
+
+
+def _tfds_host_split(data_config, split, process_index, process_count) -> _HostSplit:
+  builder = _tfds_builder(data_config)
+  key, _ = _label_feature(builder, data_config.multi_label)
+  sizes = _tfds_split_sizes(builder, split, process_count)
+  ds = builder.as_dataset(
+      split=tfds.even_splits(split, n=process_count)[process_index], shuffle_files=False,
+      decoders={'image': tfds.decode.SkipDecoding()},  # decode after the shuffle
+      read_config=tfds.ReadConfig(try_autocache=False))  # caching is config.data.cache
+  ds = ds.map(lambda ex: {'ref': ex['image'], 'label': ex[key]})
+  return _HostSplit(ds, sizes[process_index], max(sizes), load=lambda ref: ref,
+                    is_folder=False)
+
+
+def _folder_host_split(data_config, split, process_index, process_count) -> _HostSplit:
+  paths, labels = folder.list_files(data_config.dataset, split)
+  sizes = [len(folder.host_share(paths, i, process_count)) for i in range(process_count)]
+  ds = tf.data.Dataset.from_tensor_slices({
+      'ref': folder.host_share(paths, process_index, process_count),
+      'label': np.asarray(folder.host_share(labels, process_index, process_count), np.int64)})
+  return _HostSplit(ds, sizes[process_index], max(sizes), load=tf.io.read_file,
+                    is_folder=True)
+
+
+def _host_split(config, split, process_index, process_count) -> _HostSplit:
+  if folder.is_folder(config.data.dataset):
+    return _folder_host_split(config.data, split, process_index, process_count)
+  return _tfds_host_split(config.data, split, process_index, process_count)
+
+
+def _split_sizes(config, split: str, process_count: int) -> list[int]:
+  """Examples of `split` on each host, from metadata only (no reading)."""
+  if folder.is_folder(config.data.dataset):
+    paths, _ = folder.list_files(config.data.dataset, split)
+    return [len(folder.host_share(paths, i, process_count)) for i in range(process_count)]
+  return _tfds_split_sizes(_tfds_builder(config.data), split, process_count)
+
+
+# --- preflight --------------------------------------------------------------------------
+
+def _process(process_index, process_count) -> tuple[int, int]:
+  return (jax.process_index() if process_index is None else process_index,
+          jax.process_count() if process_count is None else process_count)
+
+
+def _check_batch(name: str, batch: int, data_shards: int, process_count: int) -> int:
+  """Returns the per-host batch, or raises with the numbers and a size that works."""
+  unit = math.lcm(data_shards, process_count)
+  if batch <= 0 or batch % unit:
+    good = max(unit, round(batch / unit) * unit)
+    raise DatasetError(
+        f'config.{name}={batch} must be a multiple of both the {data_shards} devices on '
+        f"the 'data' mesh axis and the {process_count} hosts "
+        f'({data_shards // max(1, process_count)} devices per host); use {good}')
+  return batch // process_count
+
+
+def preflight(config, *, process_index: int | None = None,
+              process_count: int | None = None,
+              data_shards: int | None = None) -> DatasetInfo:
+  """Checks data, splits, image size and batch sizes; fails with the fix, in seconds.
+
+  Run before any model is built. `data_shards` is the size of the mesh's batch axis
+  (default: all devices). Prepares the offline demo dataset if it is missing.
+  """
+  process_index, process_count = _process(process_index, process_count)
+  data_shards = jax.device_count() if data_shards is None else data_shards
+  preprocess.parse_size(config.image_size)
+  _check_batch('batch_size', config.batch_size, data_shards, process_count)
+  _check_batch('eval_batch_size', config.eval_batch_size, data_shards, process_count)
+  counts = {}
+  for split in (config.data.train_split, config.data.eval_split):
+    shares = _split_sizes(config, split, process_count)
+    if min(shares) == 0:
+      raise DatasetError(f'split {split!r} of {config.data.dataset} gives host '
+                         f'{shares.index(0)} of {process_count} no examples {shares}; use '
+                         'a larger split or fewer hosts')
+    counts[split] = sum(shares)
+  num_classes, names = _classes(config)
+  return DatasetInfo(num_classes=num_classes, num_train_examples=counts[config.data.train_split],
+                     num_eval_examples=counts[config.data.eval_split], label_names=names,
+                     multi_label=bool(config.data.multi_label))
+
+
+def _classes(config) -> tuple[int, list[str] | None]:
+  if folder.is_folder(config.data.dataset):
+    names = folder.class_names(config.data.dataset)
+    return len(names), names
+  _, feature = _label_feature(_tfds_builder(config.data), config.data.multi_label)
+  return feature.num_classes, list(feature.names) if feature.names else None
+
+
+# --- per-example preprocessing ----------------------------------------------------------
+
+def _label(label: tf.Tensor, num_classes: int, multi_label: bool,
+           smoothing: float) -> tf.Tensor:
+  if multi_label:
+    return preprocess.multi_hot(label, num_classes)
+  return preprocess.one_hot(label, num_classes, smoothing)
+
+
+def _train_image(example: dict, seed: tf.Tensor, data, size) -> tf.Tensor:
+  """Decoded or encoded image -> augmented uint8 (H, W, 3); value range is set per batch.
+
+  Sub-seeds are folded in only for the ops that run (each op costs ~5 us per image, which
+  matters at the demo's 16 px).
+  """
+  if data.train_crop == 'inception':
+    crop_seed = preprocess.fold_seed(seed, 0)
+    if 'image' in example:  # already decoded (folder source)
+      image = preprocess.inception_crop(example['image'], size, crop_seed, data.crop_area_min)
+    else:
+      image = preprocess.decode_and_inception_crop(example['encoded'], size, crop_seed,
+                                                   data.crop_area_min)
+  elif data.train_crop == 'resize':
+    image = preprocess.resize(_decoded(example), size)
+  else:
+    raise DatasetError(f"config.data.train_crop={data.train_crop!r}; expected "
+                       "'inception' or 'resize'")
+  if data.flip:
+    image = preprocess.flip(image, preprocess.fold_seed(seed, 1))
+  if data.randaug_layers > 0:
+    image = preprocess.randaugment(image, data.randaug_layers, data.randaug_magnitude,
+                                   preprocess.fold_seed(seed, 2))
+  return image
+
+
+def _eval_image(example: dict, data, size) -> tf.Tensor:
+  """Decoded or encoded image -> float32 (H, W, 3) in [-1, 1], deterministic."""
+  image = _decoded(example)
+  if data.eval_resize == 'resize_crop':
+    image = preprocess.resize_and_central_crop(image, size, data.eval_crop_ratio)
+  elif data.eval_resize == 'resize':
+    image = preprocess.resize(image, size)
+  else:
+    raise DatasetError(f"config.data.eval_resize={data.eval_resize!r}; expected "
+                       "'resize_crop' or 'resize'")
+  return preprocess.value_range(image)
+
+
+def _decoded(example: dict) -> tf.Tensor:
+  return example['image'] if 'image' in example else preprocess.decode(example['encoded'])
+
+
+def _load(split: _HostSplit, ds: tf.data.Dataset, num_parallel_calls: int) -> tf.data.Dataset:
+  """{'ref', 'label'} -> {'encoded', 'label'} (tfds) or {'image', 'path', 'label'} (folder,
+  decoded here so that undecodable files can be skipped)."""
+  if not split.is_folder:
+    return ds.map(lambda ex: {'encoded': ex['ref'], 'label': ex['label']})
+  ds = ds.map(lambda ex: {'encoded': split.load(ex['ref']), 'path': ex['ref'],
+                          'label': ex['label']},
+              num_parallel_calls=num_parallel_calls, deterministic=True)
+  return folder.decode_or_skip(ds, num_parallel_calls)
+
+
+def _options(data) -> tf.data.Options:
+  options = tf.data.Options()
+  options.deterministic = True  # parallel maps keep input order: reproducible batches
+  # Bounded threads: a 2-core laptop must not run 2 x cores tf.data threads beside XLA.
+  options.threading.private_threadpool_size = data.num_parallel_calls
+  options.threading.max_intra_op_parallelism = 1
+  return options
+
+
+# --- per-host pipelines -----------------------------------------------------------------
+
+def host_train_dataset(config, *, start_step: int = 0, process_index: int | None = None,
+                       process_count: int | None = None) -> tf.data.Dataset:
+  """This host's infinite stream of local train batches, starting at global `start_step`.
+
+  Yields {'image': (local_batch, H, W, 3) float32, 'label': (local_batch, classes)}.
+  """
+  process_index, process_count = _process(process_index, process_count)
+  data, size = config.data, preprocess.parse_size(config.image_size)
+  local = config.batch_size // process_count
+  split = _host_split(config, data.train_split, process_index, process_count)
+  num_classes, _ = _classes(config)
+  refs = split.dataset.cache() if data.cache else split.dataset
+  # Resume: the stream position of `start_step` inside this host's epochs.
+  start = start_step * local
+  first_epoch, offset = divmod(start, split.num_examples)
+  seed = tf.constant(config.seed, tf.int64)
+
+  def epoch(e):  # a fresh order per epoch that depends only on (seed, epoch)
+    return refs.shuffle(data.shuffle_buffer, seed=seed * 1_000_003 + e,
+                        reshuffle_each_iteration=False)
+  ds = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(epoch)
+  ds = _load(split, ds.skip(offset), data.num_parallel_calls)
+  ds = ds.enumerate(start=start)  # position in this host's stream, after skipped files
+
+  def example(position, ex):
+    step, row = position // local, position % local
+    global_position = step * config.batch_size + process_index * local + row
+    image = _train_image(ex, tf.stack([seed, global_position]), data, size)
+    label = (preprocess.multi_hot(ex['label'], num_classes) if data.multi_label
+             else ex['label'])
+    return {'image': image, 'label': label}
+
+  def finish(step, batch):  # vectorised over the batch: cheaper than per example
+    image = preprocess.value_range(batch['image'])
+    label = (batch['label'] if data.multi_label else
+             preprocess.one_hot(batch['label'], num_classes, config.label_smoothing))
+    if data.mixup_alpha > 0:
+      mix_seed = preprocess.fold_seed(tf.stack([seed, step]), 1_000_000 + process_index)
+      image, label = preprocess.mixup(image, label, mix_seed, data.mixup_alpha)
+    return {'image': image, 'label': label}
+  ds = ds.map(example, num_parallel_calls=data.num_parallel_calls, deterministic=True)
+  ds = ds.batch(local, drop_remainder=True).enumerate(start=start_step)
+  ds = ds.map(finish, num_parallel_calls=data.num_parallel_calls, deterministic=True)
+  return ds.prefetch(data.prefetch).with_options(_options(data))
+
+
+def num_eval_batches(config, *, process_count: int | None = None) -> int:
+  """Batches every host runs for one exact pass (the largest host share, rounded up)."""
+  _, process_count = _process(None, process_count)
+  largest = max(_split_sizes(config, config.data.eval_split, process_count))
+  return -(-largest // (config.eval_batch_size // process_count))
+
+
+def host_eval_dataset(config, *, process_index: int | None = None,
+                      process_count: int | None = None) -> tf.data.Dataset:
+  """This host's share of the eval split once, padded to the same number of batches on
+  every host. Yields {'image', 'label', 'mask'}; mask is 0.0 on padding rows."""
+  process_index, process_count = _process(process_index, process_count)
+  data, size = config.data, preprocess.parse_size(config.image_size)
+  local = config.eval_batch_size // process_count
+  split = _host_split(config, data.eval_split, process_index, process_count)
+  num_classes, _ = _classes(config)
+  ds = _load(split, split.dataset, data.num_parallel_calls)
+  ds = ds.map(lambda ex: {'image': _eval_image(ex, data, size),
+                          'label': _label(ex['label'], num_classes, data.multi_label, 0.0),
+                          'mask': tf.constant(1.0)},
+              num_parallel_calls=data.num_parallel_calls, deterministic=True)
+  padding = tf.data.Dataset.from_tensors({
+      'image': tf.zeros([*size, 3], tf.float32), 'label': tf.zeros([num_classes]),
+      'mask': tf.constant(0.0)}).repeat()
+  # Pad, then cut at the same length on every host (an undecodable folder file only
+  # means one more padding row).
+  batches = -(-split.max_host_examples // local)
+  ds = ds.concatenate(padding).take(batches * local).batch(local)
+  return ds.prefetch(data.prefetch).with_options(_options(data))
+
+
+# --- global arrays ----------------------------------------------------------------------
+
+def _data_shards(sharding: jax.sharding.NamedSharding) -> int:
+  """Number of shards of the batch dimension (the mesh axes named in spec[0])."""
+  axes = sharding.spec[0] if len(sharding.spec) else None
+  axes = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
+  return math.prod(sharding.mesh.shape[a] for a in axes)
+
+
+def _to_global(batch: dict, sharding, global_batch: int) -> dict:
+  return {k: jax.make_array_from_process_local_data(
+              sharding, v, (global_batch,) + v.shape[1:]) for k, v in batch.items()}
+
+
+def _prefetch_to_device(iterator: Iterator[dict], size: int) -> Iterator[dict]:
+  # Hand-written because flax.jax_utils.prefetch_to_device targets pmap's leading device
+  # axis. make_array_from_process_local_data starts the host->device copies
+  # asynchronously, so holding `size` global batches keeps them in flight.
+  queue = collections.deque()
+  for item in iterator:
+    queue.append(item)
+    if len(queue) > size:
+      yield queue.popleft()
+  while queue:
+    yield queue.popleft()
+
+
+def train_iterator(config, sharding: jax.sharding.NamedSharding, *,
+                   start_step: int = 0) -> Iterator[dict]:
+  """Infinite global train batches from `start_step` on (the checkpointed step)."""
+  _check_batch('batch_size', config.batch_size, _data_shards(sharding), jax.process_count())
+  ds = host_train_dataset(config, start_step=start_step)
+  batches = (_to_global(b, sharding, config.batch_size) for b in ds.as_numpy_iterator())
+  return _prefetch_to_device(batches, config.data.device_prefetch)
+
+
+def eval_iterator(config, sharding: jax.sharding.NamedSharding) -> Iterator[dict]:
+  """One pass over the eval split; every example once, padding rows have mask 0."""
+  _check_batch('eval_batch_size', config.eval_batch_size, _data_shards(sharding),
+               jax.process_count())
+  ds = host_eval_dataset(config)
+  batches = (_to_global(b, sharding, config.eval_batch_size) for b in ds.as_numpy_iterator())
+  return _prefetch_to_device(batches, config.data.device_prefetch)

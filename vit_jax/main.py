@@ -1,0 +1,80 @@
+"""Entry point: flags, multi-process start-up, dispatch to the training loop.
+
+  python -m vit_jax.main --config=configs/<file>.py[:args] --workdir=DIR \\
+      [--config.<field>=<value> ...]
+
+Several processes (GPU clusters, tests): add --coordinator_address=HOST:PORT
+--num_processes=N --process_id=I to every process. On a multi-host TPU VM slice nothing is
+needed: JAX finds its peers from the TPU metadata. Restarting the same command resumes
+from the last complete checkpoint in DIR.
+"""
+from __future__ import annotations
+
+import logging as std_logging
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Training config file, e.g. configs/testing.py[:args].',
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string(
+    'workdir', None, 'Directory for checkpoints, TensorBoard events and cost summary.')
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', None, 'HOST:PORT of process 0, for multi-process runs.')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes in the run.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process, 0..N-1.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def is_multihost_tpu_vm() -> bool:
+  """True on a TPU VM that is one worker of a multi-host slice."""
+  return ',' in os.environ.get('TPU_WORKER_HOSTNAMES', '')
+
+
+def initialize_distributed() -> None:
+  """jax.distributed.initialize for multi-process runs; must precede any device use."""
+  import jax  # pylint: disable=import-outside-toplevel
+  explicit = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  if any(v is not None for v in explicit):
+    if any(v is None for v in explicit):
+      raise app.UsageError(
+          'multi-process runs need all of --coordinator_address, --num_processes and '
+          f'--process_id; got {explicit}')
+    # CPU devices of different processes talk over gloo (TCP); harmless on GPU / TPU.
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+    jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
+                               num_processes=_NUM_PROCESSES.value,
+                               process_id=_PROCESS_ID.value)
+  elif is_multihost_tpu_vm():
+    jax.distributed.initialize()  # peers and coordinator from the TPU metadata.
+
+
+class _QuietLibraries:
+  """Keeps orbax's per-save INFO chatter (dozens of lines per checkpoint) out of the log."""
+
+  def filter(self, record) -> bool:
+    return record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname
+
+
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  logging.get_absl_handler().addFilter(_QuietLibraries())
+  initialize_distributed()
+  # tf.data runs on the host only; keep TensorFlow away from accelerators' memory.
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  tf.config.set_visible_devices([], 'GPU')
+  import jax  # pylint: disable=import-outside-toplevel
+  from vit_jax import train  # pylint: disable=import-outside-toplevel
+  logging.info('Process %d of %d, %d local / %d global devices.', jax.process_index(),
+               jax.process_count(), jax.local_device_count(), jax.device_count())
+  os.makedirs(_WORKDIR.value, exist_ok=True)
+  train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == '__main__':
+  app.run(main)

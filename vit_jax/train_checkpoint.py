@@ -1,0 +1,94 @@
+"""Training checkpoints in `<workdir>/checkpoints/<step>/` with orbax's CheckpointManager.
+
+Each checkpoint has two items:
+  state  the TrainState (params, optimiser state, EMA params, step, RNG key), sharded
+         arrays written by every process (orbax requires all processes to take part);
+  meta   JSON written by process 0: input-pipeline position, cost accumulators, config.
+
+Orbax writes into a temporary directory and renames it when complete, so a process killed
+mid-write leaves no directory that `latest_step` would pick; saves run asynchronously
+(the train loop continues while the arrays are written) and `wait` blocks until the last
+save is committed. This module only loads our own training checkpoints; published
+weights for fine-tuning go through vit_jax/checkpoint.py.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+CHECKPOINT_SUBDIR = 'checkpoints'
+
+
+def checkpoint_dir(workdir: str) -> str:
+  return os.path.join(os.path.abspath(workdir), CHECKPOINT_SUBDIR)
+
+
+def create_manager(workdir: str, keep: int) -> ocp.CheckpointManager:
+  """Manager keeping the `keep` most recent checkpoints; saves are asynchronous."""
+  if keep < 1:
+    raise ValueError(f'keep_checkpoints={keep} must be >= 1: the last checkpoint is what '
+                     'a restart resumes from')
+  options = ocp.CheckpointManagerOptions(
+      max_to_keep=keep, create=True, enable_async_checkpointing=True,
+      # Leftovers of a save that was killed mid-write are removed at start-up.
+      cleanup_tmp_directories=True)
+  return ocp.CheckpointManager(checkpoint_dir(workdir), options=options,
+                               item_names=('state', 'meta'))
+
+
+def save(manager: ocp.CheckpointManager, step: int, state: Any, meta: dict) -> None:
+  """Starts writing checkpoint `step` (returns before the arrays are on disk)."""
+  manager.save(step, args=ocp.args.Composite(
+      state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=True)
+
+
+def latest_step(manager: ocp.CheckpointManager) -> int | None:
+  """The newest complete checkpoint (partially written ones are never listed)."""
+  return manager.latest_step()
+
+
+def abstract_like(state: Any, shardings: Any) -> Any:
+  """ShapeDtypeStructs carrying the shardings the restored arrays should have."""
+  return jax.tree.map(
+      lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings)
+
+
+def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> tuple[Any, dict]:
+  """(state, meta) of checkpoint `step`, arrays placed as `abstract_state` says."""
+  restored = manager.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+  return restored['state'], restored['meta']
+
+
+def wait(manager: ocp.CheckpointManager) -> None:
+  """Blocks until every started save is committed to disk."""
+  manager.wait_until_finished()
+
+
+def read_arrays(workdir: str, step: int | None = None, item: str = 'params') -> Any:
+  """One item of a saved TrainState ('params', 'ema_params', ...) as numpy arrays.
+
+  Works whatever topology wrote it (any number of devices or processes): arrays are
+  restored onto this process's first device. For tests, analysis and fine-tuning from a
+  pretraining run. `step=None` reads the latest complete checkpoint.
+  """
+  manager = ocp.CheckpointManager(checkpoint_dir(workdir), item_names=('state', 'meta'),
+                                  options=ocp.CheckpointManagerOptions(read_only=True))
+  step = manager.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f'no complete checkpoint in {checkpoint_dir(workdir)}')
+  path = os.path.join(checkpoint_dir(workdir), str(step), 'state')
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  with ocp.PyTreeCheckpointer() as checkpointer:
+    tree = checkpointer.metadata(path).item_metadata.tree[item]
+    target = jax.tree.map(lambda m: np.zeros((), m.dtype), tree)
+    restore_args = jax.tree.map(
+        lambda m: ocp.ArrayRestoreArgs(sharding=device, global_shape=m.shape,
+                                       dtype=m.dtype), tree)
+    restored = checkpointer.restore(path, args=ocp.args.PyTreeRestore(
+        item={item: target}, restore_args={item: restore_args}, partial_restore=True))
+  return jax.tree.map(np.asarray, restored[item])
