@@ -13,6 +13,7 @@ INSTALL_REQUIRES = [
     'orbax-checkpoint>=0.12.8',
     'tensorflow-cpu>=2.21.0',  # tf.data on the host only; never on the accelerator.
     'tensorflow-datasets>=4.9.10',
+    'importlib_resources>=6.0',  # tfds 4.9.10 download_and_prepare imports it undeclared.
     'ml-collections>=1.1.0',
     'clu>=0.0.12',
     'absl-py>=2.5.1',
