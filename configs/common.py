@@ -17,6 +17,7 @@ def get_data_config() -> ml_collections.ConfigDict:
   data.multi_label = False  # True: multi-hot labels + sigmoid cross-entropy (ImageNet-21k style).
   data.shuffle_buffer = 10_000  # examples held for shuffling (encoded bytes: decoded after shuffle).
   data.cache = False  # cache the encoded split in memory (small datasets only).
+  data.cache_decoded = False  # cache decoded (+ resized, if train_crop='resize') images instead: tiny images (the demo).
   data.prefetch = 2  # batches tf.data prepares ahead on the host.
   data.device_prefetch = 2  # global batches placed on devices ahead of the step.
   data.num_parallel_calls = 2  # tf.data threads for decode/augment; bounded for small hosts.
@@ -27,7 +28,7 @@ def get_data_config() -> ml_collections.ConfigDict:
   data.eval_resize = 'resize_crop'  # 'resize_crop' (resize to eval_crop_ratio x res, central crop) | 'resize'.
   data.eval_crop_ratio = 1.143  # 256/224: resize side relative to the crop side.
   data.randaug_layers = 0  # RandAugment ops per image; 0 disables.
-  data.randaug_magnitude = 10  # RandAugment magnitude, 0..30 scale as in AugReg.
+  data.randaug_magnitude = 10  # RandAugment level on the TPU code's 0..10 scale (AugReg used 10-20).
   data.mixup_alpha = 0.0  # Mixup Beta(alpha, alpha); 0 disables.
   return data
 

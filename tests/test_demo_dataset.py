@@ -2,7 +2,6 @@
 resolution-independent rendering, and the registered tfds builder."""
 import numpy as np
 import pytest
-import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from vit_jax.datasets import demo

@@ -125,3 +125,11 @@ def test_preflight_reports_folder_facts(image_root):
   assert info.num_classes == 3 and info.label_names == ['cat', 'dog', 'emu']
   assert (info.num_train_examples, info.num_eval_examples) == (8, 3)
   assert not info.multi_label
+
+
+def test_folder_images_get_the_inception_crop_too(image_root):
+  config = config_for(image_root, data=dict(train_crop='inception', flip=True))
+  batch = next(input_pipeline.host_train_dataset(config).as_numpy_iterator())
+  assert batch['image'].shape == (8, 8, 8, 3) and batch['label'].shape == (8, 3)
+  # Solid-colour images: any crop keeps the colour.
+  assert set(image_ids(batch['image'])) <= set(range(1, 8))

@@ -184,6 +184,11 @@ def test_missing_split_lists_the_available_ones(demo_data_dir):
              r".*available splits and sizes: \{'train': 96, 'test': 50\}")
 
 
+def test_unknown_preprocessing_name(demo_data_dir):
+  fails_fast(config_for(demo_data_dir, data=dict(train_crop='random')),
+             r"config.data.train_crop='random'; expected one of \('inception', 'resize'\)")
+
+
 def test_batch_size_error_prints_batch_hosts_and_devices(demo_data_dir):
   fails_fast(config_for(demo_data_dir, batch_size=30),
              r"config.batch_size=30 must be a multiple of both the 8 devices on the 'data' "
@@ -191,7 +196,7 @@ def test_batch_size_error_prints_batch_hosts_and_devices(demo_data_dir):
   with pytest.raises(DatasetError, match=r'config.eval_batch_size=12 .* 16 devices .* 2 '
                      r'hosts \(8 devices per host\); use 16'):
     input_pipeline.preflight(config_for(demo_data_dir, eval_batch_size=12),
-                             process_index=0, process_count=2, data_shards=16)
+                             process_count=2, data_shards=16)
 
 
 def test_multi_label_dataset_gives_multi_hot_labels(demo_data_dir, data_sharding):
@@ -203,3 +208,15 @@ def test_multi_label_dataset_gives_multi_hot_labels(demo_data_dir, data_sharding
   assert label.shape == (16, 10)
   np.testing.assert_array_equal(label.sum(1), 3.0)  # the three shapes in each scene
   assert set(np.unique(label)) == {0.0, 1.0}
+
+
+def test_cache_decoded_gives_the_same_batches(demo_data_dir):
+  config = config_for(demo_data_dir, label_smoothing=0.1)
+  config.data.update(train_crop='resize', randaug_layers=1)
+  batches = lambda c, start: list(input_pipeline.host_train_dataset(
+      c, start_step=start).take(3).as_numpy_iterator())
+  default = batches(config, 4)  # steps 4, 5, 6: across the epoch boundary
+  config.data.cache_decoded = True
+  for a, b in zip(default, batches(config, 4)):
+    np.testing.assert_array_equal(a['image'], b['image'])
+    np.testing.assert_array_equal(a['label'], b['label'])

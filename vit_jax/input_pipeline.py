@@ -215,17 +215,26 @@ def _check_batch(name: str, batch: int, data_shards: int, process_count: int) ->
   return batch // process_count
 
 
-def preflight(config, *, process_index: int | None = None,
-              process_count: int | None = None,
-              data_shards: int | None = None) -> DatasetInfo:
-  """Checks data, splits, image size and batch sizes; fails with the fix, in seconds.
+def _check_preprocessing(data) -> None:
+  for field, value, valid in (('train_crop', data.train_crop, ('inception', 'resize')),
+                              ('eval_resize', data.eval_resize, ('resize_crop', 'resize'))):
+    if value not in valid:
+      raise DatasetError(f'config.data.{field}={value!r}; expected one of {valid}')
 
-  Run before any model is built. `data_shards` is the size of the mesh's batch axis
-  (default: all devices). Prepares the offline demo dataset if it is missing.
+
+def preflight(config, *, process_count: int | None = None,
+              data_shards: int | None = None) -> DatasetInfo:
+  """Checks data, splits, image size, preprocessing names and batch sizes; fails with
+  the fix, in seconds. Run before any model is built.
+
+  `data_shards` is the size of the mesh's batch axis (default: all devices);
+  `process_count` defaults to jax.process_count(). Prepares the offline demo dataset
+  if it is missing (no download; logged).
   """
-  process_index, process_count = _process(process_index, process_count)
+  _, process_count = _process(0, process_count)
   data_shards = jax.device_count() if data_shards is None else data_shards
   preprocess.parse_size(config.image_size)
+  _check_preprocessing(config.data)
   _check_batch('batch_size', config.batch_size, data_shards, process_count)
   _check_batch('eval_batch_size', config.eval_batch_size, data_shards, process_count)
   counts = {}
@@ -273,7 +282,8 @@ def _train_image(example: dict, seed: tf.Tensor, data, size) -> tf.Tensor:
       image = preprocess.decode_and_inception_crop(example['encoded'], size, crop_seed,
                                                    data.crop_area_min)
   elif data.train_crop == 'resize':
-    image = preprocess.resize(_decoded(example), size)
+    image = example['resized'] if 'resized' in example else preprocess.resize(
+        _decoded(example), size)
   else:
     raise DatasetError(f"config.data.train_crop={data.train_crop!r}; expected "
                        "'inception' or 'resize'")
@@ -324,6 +334,36 @@ def _options(data) -> tf.data.Options:
 
 # --- per-host pipelines -----------------------------------------------------------------
 
+def _train_source(split: _HostSplit, data, size) -> tf.data.Dataset:
+  """The host's split, in a fixed order, as the training stream repeats it.
+
+  Default: encoded records, decoded after the shuffle. `cache_decoded`: decoded once
+  (and, with train_crop='resize', resized: key 'resized') and held in memory; for small
+  datasets like the demo, where 16x16 pixels are smaller than the JPEG and decoding
+  every epoch would cost more CPU than the tiny model's step.
+  """
+  if data.cache_decoded:
+    ds = _load(split, split.dataset, data.num_parallel_calls)
+    if data.train_crop == 'resize':
+      ds = ds.map(lambda ex: {'resized': preprocess.resize(_decoded(ex), size),
+                              'label': ex['label']}, num_parallel_calls=data.num_parallel_calls)
+    else:
+      ds = ds.map(lambda ex: {'image': _decoded(ex), 'label': ex['label']},
+                  num_parallel_calls=data.num_parallel_calls)
+    return ds.cache()
+  return split.dataset.cache() if data.cache else split.dataset
+
+
+def _epochs(source: tf.data.Dataset, data, seed: tf.Tensor,
+            first_epoch: int) -> tf.data.Dataset:
+  """Epochs first_epoch, first_epoch + 1, ... of `source`, each shuffled with a seed
+  that depends only on (config.seed, epoch), so any epoch can be started directly."""
+  def epoch(e):
+    return source.shuffle(data.shuffle_buffer, seed=seed * 1_000_003 + e,
+                          reshuffle_each_iteration=False)
+  return tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(epoch)
+
+
 def host_train_dataset(config, *, start_step: int = 0, process_index: int | None = None,
                        process_count: int | None = None) -> tf.data.Dataset:
   """This host's infinite stream of local train batches, starting at global `start_step`.
@@ -332,20 +372,17 @@ def host_train_dataset(config, *, start_step: int = 0, process_index: int | None
   """
   process_index, process_count = _process(process_index, process_count)
   data, size = config.data, preprocess.parse_size(config.image_size)
-  local = config.batch_size // process_count
+  local = _check_batch('batch_size', config.batch_size, process_count, process_count)
   split = _host_split(config, data.train_split, process_index, process_count)
   num_classes, _ = _classes(config)
-  refs = split.dataset.cache() if data.cache else split.dataset
-  # Resume: the stream position of `start_step` inside this host's epochs.
+  seed = tf.constant(config.seed, tf.int64)
+  # Resume: the stream position of `start_step` inside this host's epochs; skipping it
+  # reads records but decodes nothing.
   start = start_step * local
   first_epoch, offset = divmod(start, split.num_examples)
-  seed = tf.constant(config.seed, tf.int64)
-
-  def epoch(e):  # a fresh order per epoch that depends only on (seed, epoch)
-    return refs.shuffle(data.shuffle_buffer, seed=seed * 1_000_003 + e,
-                        reshuffle_each_iteration=False)
-  ds = tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(epoch)
-  ds = _load(split, ds.skip(offset), data.num_parallel_calls)
+  ds = _epochs(_train_source(split, data, size), data, seed, first_epoch).skip(offset)
+  if not data.cache_decoded:
+    ds = _load(split, ds, data.num_parallel_calls)
   ds = ds.enumerate(start=start)  # position in this host's stream, after skipped files
 
   def example(position, ex):
@@ -383,7 +420,8 @@ def host_eval_dataset(config, *, process_index: int | None = None,
   every host. Yields {'image', 'label', 'mask'}; mask is 0.0 on padding rows."""
   process_index, process_count = _process(process_index, process_count)
   data, size = config.data, preprocess.parse_size(config.image_size)
-  local = config.eval_batch_size // process_count
+  local = _check_batch('eval_batch_size', config.eval_batch_size, process_count,
+                       process_count)
   split = _host_split(config, data.eval_split, process_index, process_count)
   num_classes, _ = _classes(config)
   ds = _load(split, split.dataset, data.num_parallel_calls)

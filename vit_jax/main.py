@@ -10,6 +10,7 @@ from the last complete checkpoint in DIR.
 """
 from __future__ import annotations
 
+import glob
 import logging as std_logging
 import os
 
@@ -30,9 +31,13 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process, 0..N-1.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
-def is_multihost_tpu_vm() -> bool:
-  """True on a TPU VM that is one worker of a multi-host slice."""
-  return ',' in os.environ.get('TPU_WORKER_HOSTNAMES', '')
+def is_tpu_vm() -> bool:
+  """True when a Google TPU (PCI vendor 0x1ae0) is attached to this machine."""
+  for vendor_file in glob.glob('/sys/bus/pci/devices/*/vendor'):
+    with open(vendor_file) as f:
+      if f.read().strip() == '0x1ae0':
+        return True
+  return False
 
 
 def initialize_distributed() -> None:
@@ -49,8 +54,9 @@ def initialize_distributed() -> None:
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
                                num_processes=_NUM_PROCESSES.value,
                                process_id=_PROCESS_ID.value)
-  elif is_multihost_tpu_vm():
-    jax.distributed.initialize()  # peers and coordinator from the TPU metadata.
+  elif is_tpu_vm():
+    # Peers and coordinator come from the TPU VM metadata; one host is a 1-process run.
+    jax.distributed.initialize()
 
 
 class _QuietLibraries:
@@ -65,9 +71,6 @@ def main(argv) -> None:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   logging.get_absl_handler().addFilter(_QuietLibraries())
   initialize_distributed()
-  # tf.data runs on the host only; keep TensorFlow away from accelerators' memory.
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  tf.config.set_visible_devices([], 'GPU')
   import jax  # pylint: disable=import-outside-toplevel
   from vit_jax import train  # pylint: disable=import-outside-toplevel
   logging.info('Process %d of %d, %d local / %d global devices.', jax.process_index(),

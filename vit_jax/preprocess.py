@@ -42,7 +42,7 @@ def fold_seed(seed: tf.Tensor, data: int | tf.Tensor) -> tf.Tensor:
 # --- decoding, crops, resizing ----------------------------------------------------------
 
 def decode(encoded: tf.Tensor) -> tf.Tensor:
-  """JPEG/PNG/GIF/BMP bytes -> uint8 (h, w, 3); grey and CMYK images become RGB."""
+  """JPEG/PNG/GIF/BMP bytes -> uint8 (h, w, 3); greyscale images become RGB."""
   image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
   image.set_shape([None, None, 3])
   return image
