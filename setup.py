@@ -16,6 +16,7 @@ INSTALL_REQUIRES = [
     'importlib_resources>=6.0',  # tfds 4.9.10 download_and_prepare imports it undeclared.
     'ml-collections>=1.1.0',
     'clu>=0.0.12',
+    'tensorboard>=2.21.0',  # clu.metric_writers writes TensorBoard events through it.
     'absl-py>=2.5.1',
     'numpy>=2.4.6',
     'scipy>=1.17.1',
