@@ -131,8 +131,13 @@ def initialize(run: Run, rng: jax.Array) -> steps.TrainState:
     # embeddings resampled to this image size. `init_params` are global jax.Arrays
     # (replicated unless config.fsdp); runs once, outside any jit, before compiling.
     from vit_jax import checkpoint  # pylint: disable=import-outside-toplevel
-    params = checkpoint.load_pretrained(run.config.init, model=run.model,
-                                        init_params=params)
+    # Published files do not record their resolution: the config says it. Our own
+    # run directories do, and that wins.
+    published = not os.path.isdir(run.config.init)
+    params = checkpoint.load_pretrained(
+        run.config.init, model=run.model, init_params=params,
+        source_image_size=run.config.init_image_size if published else None,
+        posemb_method=run.config.posemb_resample)
     params = jax.device_put(params, run.state_sharding.params)
   return jax.jit(make_state, out_shardings=run.state_sharding)(params, step_rng)
 

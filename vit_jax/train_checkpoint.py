@@ -92,3 +92,20 @@ def read_arrays(workdir: str, step: int | None = None, item: str = 'params') -> 
     restored = checkpointer.restore(path, args=ocp.args.PyTreeRestore(
         item={item: target}, restore_args={item: restore_args}, partial_restore=True))
   return jax.tree.map(np.asarray, restored[item])
+
+
+def read_params_for_finetune(workdir: str) -> tuple[Any, dict]:
+  """(params, source facts) of a run's latest checkpoint, for `checkpoint.load_pretrained`.
+
+  The source image size comes from the config stored with the checkpoint, so the
+  position-embedding grid is known, never guessed from the number of tokens.
+  """
+  manager = ocp.CheckpointManager(checkpoint_dir(workdir), item_names=('state', 'meta'),
+                                  options=ocp.CheckpointManagerOptions(read_only=True))
+  step = manager.latest_step()
+  if step is None:
+    raise FileNotFoundError(f'no complete checkpoint in {checkpoint_dir(workdir)}')
+  meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
+  from vit_jax import preprocess  # pylint: disable=import-outside-toplevel
+  size = preprocess.parse_size(meta['config']['image_size'])
+  return read_arrays(workdir, step), {'image_size': tuple(size)}
