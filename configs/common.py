@@ -38,8 +38,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0  # one seed for init, dropout and data order.
   # Model: a name registered in vit_jax.models plus overrides of its fields.
   config.model = 'ViT-B/16'
-  config.model_overrides = ml_collections.ConfigDict()  # e.g. classifier, dropout_rate, stochastic_depth.
-  config.dtype = 'float32'  # compute dtype: 'float32' | 'bfloat16'.
+  config.model_overrides = ml_collections.ConfigDict()  # e.g. classifier, dropout_rate, stochastic_depth, remat, remat_policy.
+  config.dtype = 'float32'  # 'float32' | 'bfloat16' | 'bf16_matmul' (bf16-input, f32-output matmuls; fastest on AVX512-BF16 CPUs).
   config.param_dtype = 'float32'  # parameter storage dtype.
   config.image_size = 224  # training/eval resolution in pixels (int or 'HxW').
   config.init = ml_collections.FieldReference(None, field_type=str)  # checkpoint to fine-tune from; None = scratch.

@@ -1,25 +1,26 @@
-"""`python -m vit_jax.analyze` end to end on a tiny published-layout checkpoint."""
-import os
-import subprocess
-import sys
+"""`python -m vit_jax.analyze` end to end on a tiny published-layout checkpoint.
 
-import jax
-import jax.numpy as jnp
+The command runs in-process (`analyze.main(argv)`, what `python -m` calls with
+sys.argv): the same flag parsing, loading and plotting without a Python start-up and
+JAX / TensorFlow import per call.
+"""
+import types
+
 import numpy as np
 import pytest
 from PIL import Image
 
+from tests import tiny_checkpoints
+from vit_jax import analyze
 from vit_jax import checkpoint
 from vit_jax import models
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope='module')
 def tiny_checkpoint(tmp_path_factory):
   tmp = tmp_path_factory.mktemp('analyze')
   model = models.create('testing', num_classes=4)
-  params = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False)['params']
+  params = tiny_checkpoints.random_params(model)  # no init to compile.
   np.savez(tmp / 'tiny.npz', **{k: np.asarray(v)
                                 for k, v in checkpoint.flatten(params).items()})
   image = (np.random.default_rng(0).uniform(size=(40, 50, 3)) * 255).astype(np.uint8)
@@ -27,11 +28,13 @@ def tiny_checkpoint(tmp_path_factory):
   return tmp
 
 
-def _analyze(what, tmp, *images):
-  cmd = [sys.executable, '-m', 'vit_jax.analyze', what, '--model=testing',
-         f'--checkpoint={tmp / "tiny.npz"}', f'--out={tmp / "out"}', '--image_size=32',
-         '--source_image_size=32', '--components=6', *map(str, images)]
-  return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+def _analyze(capsys, what, tmp, *images):
+  argv = ['analyze', what, '--model=testing', f'--checkpoint={tmp / "tiny.npz"}',
+          f'--out={tmp / "out"}', '--image_size=32', '--source_image_size=32',
+          '--components=6', *map(str, images)]
+  returncode = analyze.main(argv)
+  out, err = capsys.readouterr()
+  return types.SimpleNamespace(returncode=returncode, stdout=out, stderr=err)
 
 
 @pytest.mark.parametrize('what,png,npz_key', [
@@ -41,8 +44,9 @@ def _analyze(what, tmp, *images):
     ('attention-distance', 'attention_distance.png',
      ('attention_distance.npz', 'distance_pixels', (2, 2))),
 ])
-def test_each_analysis_writes_png_and_numbers(tiny_checkpoint, what, png, npz_key):
-  result = _analyze(what, tiny_checkpoint, tiny_checkpoint / 'img.png')
+def test_each_analysis_writes_png_and_numbers(tiny_checkpoint, what, png, npz_key,
+                                              capsys):
+  result = _analyze(capsys, what, tiny_checkpoint, tiny_checkpoint / 'img.png')
   assert result.returncode == 0, result.stderr[-2000:]
   out = tiny_checkpoint / 'out'
   assert (out / png).stat().st_size > 1000
@@ -52,8 +56,10 @@ def test_each_analysis_writes_png_and_numbers(tiny_checkpoint, what, png, npz_ke
     assert np.all(np.isfinite(data[key]))
 
 
-def test_attention_distance_lies_within_the_image(tiny_checkpoint):
-  _analyze('attention-distance', tiny_checkpoint, tiny_checkpoint / 'img.png')
+def test_attention_distance_lies_within_the_image(tiny_checkpoint, capsys):
+  result = _analyze(capsys, 'attention-distance', tiny_checkpoint,
+                    tiny_checkpoint / 'img.png')
+  assert result.returncode == 0, result.stderr[-2000:]
   with np.load(tiny_checkpoint / 'out' / 'attention_distance.npz') as data:
     distance = data['distance_pixels']
   # 8x8 grid of 4 px patches: the largest centre-to-centre distance is 7 * 4 * sqrt(2).

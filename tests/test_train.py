@@ -283,3 +283,11 @@ def test_pretraining_run_fine_tunes_at_a_new_resolution(demo_data_dir, tmp_path)
 def _zero_params(num_classes, res):
   model = models.create('testing', num_classes=num_classes, image_size=res)
   return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), cost.abstract_params(model))
+
+
+def test_checkpoint_dir_keeps_gcs_urls_and_absolutises_local_paths():
+  # Multi-host TPU runs share one gs:// workdir; os.path.abspath would turn it into a
+  # local './gs:/...' folder on every worker.
+  assert train_checkpoint.checkpoint_dir('gs://bucket/run') == 'gs://bucket/run/checkpoints'
+  assert train_checkpoint.checkpoint_dir('run') == os.path.join(os.getcwd(), 'run',
+                                                                'checkpoints')

@@ -1,49 +1,92 @@
-"""The ViT paper's analysis figures as commands (Fig. 6 attention maps, Fig. 7).
+"""The ViT paper's analysis figures as commands (Fig. 6, Fig. 7), and patch drop.
 
   python -m vit_jax.analyze posemb --model ViT-B/16 --checkpoint ViT-B_16.npz --out DIR
   python -m vit_jax.analyze filters --model ViT-B/16 --checkpoint ViT-B_16.npz --out DIR
   python -m vit_jax.analyze attention --model ViT-B/16 --checkpoint CKPT --out DIR img.jpg
-  python -m vit_jax.analyze attention-distance --model ViT-B/16 --checkpoint CKPT --out DIR *.jpg
+  python -m vit_jax.analyze attention-distance --checkpoint RUN_DIR --out DIR *.jpg
+  python -m vit_jax.analyze patch-drop --checkpoint RUN_DIR --out DIR \\
+      [--dataset cifar10 --split test --data_dir D] [--fractions 0,0.1,...,0.9] [--seeds 3]
 
-Each writes a PNG and the numbers behind it (`.npz`). `--checkpoint` is a published
-`.npz` or one of our run directories; `--image_size` sets the model resolution (the
-position embeddings are resampled from `--source_image_size` when it differs).
+posemb: cosine similarity of the position embeddings (Fig. 7 centre); filters: principal
+components of the patch-embedding filters (Fig. 7 left); attention: attention rollout
+and raw class-token attention per layer (Fig. 6); attention-distance: mean attention
+distance per head and layer in pixels (Fig. 7 right); patch-drop: accuracy on an eval
+split with a random 0-90% of the patches dropped (Naseer et al. 2021; ViT removes the
+tokens, Swin zeroes the patch embeddings, see vit_jax/analysis/patch_drop.py).
+
+Each writes a PNG and the numbers behind it (`.npz`, patch-drop `.json`) to --out.
+`--checkpoint` is one of our run directories (model, overrides, image size and eval
+preprocessing from its config.json: --model may be left out) or a published file
+(--model required; resolution from its position-embedding grid, or
+--source_image_size). `--image_size` runs at another resolution (position embeddings
+resampled). patch-drop reads the run's eval split by default (for published files
+give --dataset) with the checkpoint's eval preprocessing (vit_jax/inference.py).
 """
 from __future__ import annotations
 
+import json
 import os
+import sys
 
 from absl import app
 from absl import flags
-import jax
 import matplotlib
 import numpy as np
 
 matplotlib.use('Agg')  # files only: no display on TPU VMs and CI.
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
-from vit_jax import checkpoint  # pylint: disable=g-import-not-at-top
+from vit_jax import inference  # pylint: disable=g-import-not-at-top
+from vit_jax import input_pipeline
 from vit_jax import models
 from vit_jax.analysis import attention_maps
 from vit_jax.analysis import embeddings
+from vit_jax.analysis import patch_drop
 
-ANALYSES = ('attention', 'attention-distance', 'posemb', 'filters')
-flags.DEFINE_string('model', 'ViT-B/16', 'registered model name')
-flags.DEFINE_string('checkpoint', None, 'published .npz or our run directory')
-flags.DEFINE_string('out', None, 'output directory')
-flags.DEFINE_integer('num_classes', 0, 'classes of the checkpoint head (0: from file)')
-flags.DEFINE_integer('image_size', 224, 'model resolution in pixels')
-flags.DEFINE_integer('source_image_size', 224, 'resolution the checkpoint was trained at')
-flags.DEFINE_list('layers', '0,2,4,9', '0-based layers shown as raw class-token maps')
-flags.DEFINE_integer('components', 28, 'filter principal components to draw')
-FLAGS = flags.FLAGS
+ANALYSES = ('attention', 'attention-distance', 'posemb', 'filters', 'patch-drop')
+# Own flag set, not absl's global one: analyze and predict share flag names and both
+# run inside one process in the tests; main() re-parses from defaults on every call.
+FLAGS = flags.FlagValues()
+_DEFINE = dict(flag_values=FLAGS)
+flags.DEFINE_string('model', None, 'registered model name (run directories: default '
+                    'from config.json)', **_DEFINE)
+flags.DEFINE_string('checkpoint', None, 'published .npz or our run directory', **_DEFINE)
+flags.DEFINE_string('out', None, 'output directory', **_DEFINE)
+flags.DEFINE_integer('num_classes', 0, 'classes of the checkpoint head, checked against '
+                     'the file (0: from file)', **_DEFINE)
+flags.DEFINE_string('image_size', None, "model resolution, e.g. 224 or 384x256 (default: "
+                    "the checkpoint's)", **_DEFINE)
+flags.DEFINE_string('source_image_size', None, 'resolution a published file was trained '
+                    'at (default: from its position-embedding grid)', **_DEFINE)
+flags.DEFINE_list('layers', '0,2,4,9', '0-based layers shown as raw class-token maps',
+                  **_DEFINE)
+flags.DEFINE_integer('components', 28, 'filter principal components to draw', **_DEFINE)
+flags.DEFINE_string('dataset', None, 'patch-drop: tfds name or image folder (default: '
+                    "the run's)", **_DEFINE)
+flags.DEFINE_string('split', None, "patch-drop: split (default: the run's eval split, "
+                    "else 'test')", **_DEFINE)
+flags.DEFINE_string('data_dir', None, 'patch-drop: tfds data_dir', **_DEFINE)
+flags.DEFINE_list('fractions', '0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9',
+                  'patch-drop: fractions of the patches dropped', **_DEFINE)
+flags.DEFINE_integer('seeds', 1, 'patch-drop: random patch sets per image (seeds 0..N-1)',
+                     lower_bound=1, **_DEFINE)
+flags.DEFINE_integer('batch_size', 64, 'patch-drop: eval batch size', lower_bound=1,
+                     **_DEFINE)
+flags.DEFINE_bool('help', False, 'show this help', **_DEFINE)
 
 
 def check_applies(what: str, model) -> None:
   """Rejects analyses that do not apply to the model family, saying why."""
+  if what == 'patch-drop':
+    try:
+      patch_drop.method(model)
+    except ValueError as e:
+      raise app.UsageError(str(e)) from None
+    return
   if not isinstance(model, models.vit.VisionTransformer):
-    raise app.UsageError(f'{what} is implemented for ViT and hybrids; {FLAGS.model} '
-                         'is not a ViT (Swin: see the Swin model intermediates)')
+    raise app.UsageError(f'{what} is implemented for ViT and hybrids; '
+                         f'{type(model).__name__} is not a ViT (Swin: see the Swin '
+                         'model intermediates)')
   if what == 'attention' and model.classifier != 'token':
     raise app.UsageError('attention maps follow the class token; the model uses '
                          "classifier='gap'")
@@ -55,20 +98,15 @@ def check_applies(what: str, model) -> None:
                          'learned position embeddings can be analysed')
 
 
-def load_model_params():
-  """Model and params from the flags; the head size comes from the file."""
-  flat = checkpoint.flatten(checkpoint.load_params(FLAGS.checkpoint))
-  num_classes = FLAGS.num_classes or int(flat['head/bias'].shape[0])
-  rep = flat['pre_logits/bias'].shape[0] if 'pre_logits/bias' in flat else None
-  model = models.create(FLAGS.model, num_classes=num_classes,
-                        image_size=FLAGS.image_size, representation_size=rep)
-  init = model.init(jax.random.key(0), np.zeros((1, *model.image_size, 3), np.float32),
-                    train=False)['params']
-  params = checkpoint.load_pretrained(
-      FLAGS.checkpoint, model=model, init_params=init,
-      source_image_size=FLAGS.source_image_size)
-  head = checkpoint.unflatten({k: v for k, v in flat.items() if k.startswith('head/')})
-  return model, dict(params, **head)
+def load_classifier() -> inference.Classifier:
+  """Model, params (head included) and eval preprocessing from the flags."""
+  classifier = inference.load(FLAGS.checkpoint, model_name=FLAGS.model,
+                              image_size=FLAGS.image_size,
+                              source_image_size=FLAGS.source_image_size)
+  if FLAGS.num_classes and FLAGS.num_classes != classifier.model.num_classes:
+    raise app.UsageError(f'--num_classes {FLAGS.num_classes} but the checkpoint head '
+                         f'has {classifier.model.num_classes} classes; leave it at 0')
+  return classifier
 
 
 def load_images(paths: list[str], size: tuple[int, int]) -> np.ndarray:
@@ -165,6 +203,61 @@ def plot_attention_distance(model, params, images, out: str) -> str:
   return _save(fig, out, 'attention_distance.png')
 
 
+def patch_drop_data(classifier: inference.Classifier):
+  """Eval config for input_pipeline: flags first, then the run's config."""
+  run = (classifier.run_config or {}).get('data', {})
+  dataset = FLAGS.dataset or run.get('dataset')
+  if not dataset:
+    raise app.UsageError('patch-drop on a published file needs --dataset (a tfds name '
+                         'or an image folder) and usually --data_dir')
+  return patch_drop.eval_config(
+      dataset=dataset, split=FLAGS.split or run.get('eval_split', 'test'),
+      data_dir=FLAGS.data_dir or run.get('data_dir'), image_size=classifier.image_size,
+      batch_size=FLAGS.batch_size, eval_resize=classifier.eval_resize,
+      eval_crop_ratio=classifier.eval_crop_ratio,
+      multi_label=bool(run.get('multi_label', False)))
+
+
+def run_patch_drop(classifier: inference.Classifier, out: str) -> str:
+  try:
+    fractions = [float(f) for f in FLAGS.fractions]
+  except ValueError:
+    raise app.UsageError(f'--fractions {",".join(FLAGS.fractions)}: expected numbers '
+                         'in [0, 1), e.g. 0,0.1,0.5') from None
+  config = patch_drop_data(classifier)
+  batches = input_pipeline.host_eval_dataset(config, process_index=0, process_count=1)
+  model = classifier.model
+  result = patch_drop.accuracy_curve(model, classifier.params,
+                                     batches.as_numpy_iterator(), fractions,
+                                     list(range(FLAGS.seeds)))
+  result = {
+      'model': FLAGS.model or (classifier.run_config or {}).get('model'),
+      'checkpoint': FLAGS.checkpoint, 'dataset': config.data.dataset,
+      'split': config.data.eval_split, 'image_size': list(classifier.image_size),
+      'preprocessing': classifier.preprocessing, 'method': patch_drop.method(model),
+      'fractions': fractions, 'seeds': FLAGS.seeds, **result,
+      'note': patch_drop.HYBRID_NOTE if getattr(model, 'resnet', None) else ''}
+  with open(os.path.join(out, 'patch_drop.json'), 'w') as f:
+    json.dump(result, f, indent=1)
+  return plot_patch_drop(result, out)
+
+
+def plot_patch_drop(result: dict, out: str) -> str:
+  dropped = 100 * np.asarray(result['fractions'])
+  per_seed = 100 * np.asarray(result['accuracy_per_seed'])  # (seeds, fractions)
+  fig, ax = plt.subplots(figsize=(4.5, 3.5))
+  ax.plot(dropped, per_seed.mean(0), 'o-', label=result['model'])
+  if len(per_seed) > 1:
+    ax.fill_between(dropped, per_seed.min(0), per_seed.max(0), alpha=0.25,
+                    label=f'min-max over {len(per_seed)} seeds')
+  ax.set_xlabel('patches dropped (%)')
+  ax.set_ylabel('top-1 accuracy (%)')
+  ax.set_ylim(0, 100)
+  ax.set_title(f'{result["num_images"]} images, {result["method"]}', fontsize=7)
+  ax.legend(fontsize=7)
+  return _save(fig, out, 'patch_drop.png')
+
+
 def _save(fig, out: str, name: str) -> str:
   path = os.path.join(out, name)
   fig.savefig(path, dpi=120, bbox_inches='tight')
@@ -172,25 +265,53 @@ def _save(fig, out: str, name: str) -> str:
   return path
 
 
-def main(argv):
-  if len(argv) < 2 or argv[1] not in ANALYSES:
+def parse(argv: list[str]) -> list[str] | None:
+  """[analysis, image paths...] from the command line; None after --help."""
+  FLAGS.unparse_flags()  # fresh defaults: main may run several times in one process.
+  try:
+    args = FLAGS(argv)[1:]
+  except flags.Error as e:
+    raise app.UsageError(f'{e}; see --help') from None
+  if FLAGS.help:
+    print(__doc__ + '\n' + FLAGS.get_help(include_special_flags=False))
+    return None
+  if not args or args[0] not in ANALYSES:
     raise app.UsageError(f'first argument: one of {", ".join(ANALYSES)}')
-  what, image_paths = argv[1], argv[2:]
   if not FLAGS.checkpoint or not FLAGS.out:
     raise app.UsageError('--checkpoint and --out are required')
+  return args
+
+
+def run(what: str, image_paths: list[str]) -> str:
+  """Runs one analysis from the parsed flags; returns the PNG written."""
   os.makedirs(FLAGS.out, exist_ok=True)
-  model, params = load_model_params()
+  classifier = load_classifier()
+  model, params = classifier.model, classifier.params
   check_applies(what, model)
   if what == 'posemb':
-    path = plot_posemb(model, params, FLAGS.out)
-  elif what == 'filters':
-    path = plot_filters(params, FLAGS.out)
-  else:
-    images = load_images(image_paths, model.image_size)
-    plot = plot_attention if what == 'attention' else plot_attention_distance
-    path = plot(model, params, images, FLAGS.out)
+    return plot_posemb(model, params, FLAGS.out)
+  if what == 'filters':
+    return plot_filters(params, FLAGS.out)
+  if what == 'patch-drop':
+    return run_patch_drop(classifier, FLAGS.out)
+  images = load_images(image_paths, model.image_size)
+  plot = plot_attention if what == 'attention' else plot_attention_distance
+  return plot(model, params, images, FLAGS.out)
+
+
+def main(argv: list[str]) -> int:
+  """argv as sys.argv. Returns the exit status: 0 done, 2 bad usage or input."""
+  try:
+    args = parse(argv)
+    if args is None:
+      return 0
+    path = run(args[0], args[1:])
+  except (app.UsageError, ValueError, OSError) as e:  # incl. checkpoint mismatches.
+    print(f'error: {e}', file=sys.stderr)
+    return 2
   print(f'wrote {path}')
+  return 0
 
 
 if __name__ == '__main__':
-  app.run(main)
+  sys.exit(main(sys.argv))

@@ -12,6 +12,7 @@ import re
 from typing import Any, Mapping
 
 from absl import logging
+from etils import epath
 import jax.numpy as jnp
 import numpy as np
 
@@ -91,7 +92,7 @@ def convert_npz_keys(flat: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def read_npz(path: str) -> dict[str, np.ndarray]:
-  with open(path, 'rb') as f:
+  with epath.Path(path).open('rb') as f:
     with np.load(f, allow_pickle=False) as npz:
       return {k: npz[k] for k in npz.files}
 
@@ -125,7 +126,7 @@ def load_params(path: str, template: Mapping[str, Any] | None = None) -> dict:
   With `template` (e.g. `jax.eval_shape` of `model.init`), every key and shape is
   checked and a mismatch raises an error listing the offending keys by name.
   """
-  if not os.path.exists(path):
+  if not epath.Path(path).exists():  # epath: local or gs://
     raise FileNotFoundError(f'checkpoint {path!r} does not exist')
   if path.endswith('.npz'):
     params = unflatten(convert_npz_keys(read_npz(path)))
@@ -149,7 +150,7 @@ _PRE_LOGITS_PREFIX = 'pre_logits/'
 
 def _read_any(path: str) -> tuple[dict, dict]:
   """(params, source config) from a published file or one of our orbax checkpoints."""
-  if os.path.isdir(path):
+  if epath.Path(path).is_dir():
     from vit_jax import train_checkpoint  # pylint: disable=g-import-not-at-top
     return train_checkpoint.read_params_for_finetune(path)
   return load_params(path), {}

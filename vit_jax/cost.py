@@ -12,6 +12,7 @@ and fusions, which is what the training loop uses for MFU.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -160,23 +161,41 @@ def cores_per_device(device) -> float:
   return float(spec.cores) if spec else 1.0
 
 
+def uses_bf16_matmuls(dtype: str) -> bool:
+  """Whether config dtype `dtype` runs its matmuls on bfloat16 inputs."""
+  return dtype in ('bfloat16', 'bf16_matmul')
+
+
 def measure_cpu_peak_flops(dtype: str = 'float32', size: int = 1024,
                            repeats: int = 5) -> float:
   """Best-of-`repeats` FLOP/s of a (size x size) @ (size x size) matmul on one CPU device.
 
+  float32: float32 in and out. 'bfloat16' / 'bf16_matmul': bfloat16 inputs with
+  float32 accumulation and output, the fastest bf16 GEMM XLA:CPU has (bf16-output
+  matmuls are slower), so it is the peak of the hardware's bf16 units.
   XLA:CPU runs one matmul on all the host's cores, so this is the peak of the host, not
   of one simulated device. ~0.1 s at 1024 on a 2-core laptop.
   """
-  cpu = jax.devices('cpu')[0]
-  x = jax.device_put(jnp.ones((size, size), dtype), cpu)
-  matmul = jax.jit(lambda a: a @ a)
-  matmul(x).block_until_ready()  # compile
+  matmul, x = _cpu_matmul_probe(uses_bf16_matmuls(dtype), size)
   best = math.inf
   for _ in range(repeats):
     start = time.perf_counter()
     matmul(x).block_until_ready()
     best = min(best, time.perf_counter() - start)
   return 2.0 * size**3 / best
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_matmul_probe(bf16_inputs: bool, size: int):
+  """(compiled x @ x, x) on the first CPU device; cached, so repeated measurements
+  (the benchmark takes one per timing round) compile nothing."""
+  cpu = jax.devices('cpu')[0]
+  dtype = jnp.bfloat16 if bf16_inputs else jnp.float32
+  x = jax.device_put(jnp.ones((size, size), dtype), cpu)
+  matmul = jax.jit(lambda a: jnp.matmul(a, a, preferred_element_type=jnp.float32))
+  matmul = matmul.lower(x).compile()
+  matmul(x).block_until_ready()  # first-run allocations, outside any timing.
+  return matmul, x
 
 
 def peak_flops_total(devices, dtype: str, cpu_host_peak: float | None = None) -> float | None:
@@ -196,7 +215,7 @@ def peak_flops_total(devices, dtype: str, cpu_host_peak: float | None = None) ->
     spec = device_spec(d.device_kind)
     if spec is None:
       return None
-    total += spec.peak_bf16 if dtype == 'bfloat16' else spec.peak_fp32
+    total += spec.peak_bf16 if uses_bf16_matmuls(dtype) else spec.peak_fp32
   return total
 
 

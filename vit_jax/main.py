@@ -11,13 +11,15 @@ from the last complete checkpoint in DIR.
 from __future__ import annotations
 
 import glob
-import logging as std_logging
 import os
 
 from absl import app
 from absl import flags
 from absl import logging
+from etils import epath
 from ml_collections import config_flags
+
+from vit_jax import log_filters
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Training config file, e.g. configs/testing.py[:args].',
@@ -59,23 +61,16 @@ def initialize_distributed() -> None:
     jax.distributed.initialize()
 
 
-class _QuietLibraries:
-  """Keeps orbax's per-save INFO chatter (dozens of lines per checkpoint) out of the log."""
-
-  def filter(self, record) -> bool:
-    return record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname
-
-
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  logging.get_absl_handler().addFilter(_QuietLibraries())
+  log_filters.install()
   initialize_distributed()
   import jax  # pylint: disable=import-outside-toplevel
   from vit_jax import train  # pylint: disable=import-outside-toplevel
   logging.info('Process %d of %d, %d local / %d global devices.', jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count())
-  os.makedirs(_WORKDIR.value, exist_ok=True)
+  epath.Path(_WORKDIR.value).mkdir(parents=True, exist_ok=True)  # local or gs://
   train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 

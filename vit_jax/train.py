@@ -34,6 +34,7 @@ from vit_jax import steps
 from vit_jax import train_checkpoint
 
 COST_SUMMARY_FILE = 'cost_summary.json'
+COMPUTE_DTYPES = ('float32', 'bfloat16', 'bf16_matmul')  # config.dtype, see model_dtypes.
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -76,6 +77,7 @@ class Run:
   compile_seconds: float = 0.0
   peak_total: float | None = None  # FLOP/s of every device together
   kinds: dict = dataclasses.field(default_factory=dict)  # device_kind -> (count, cores)
+  last_eval: dict = dataclasses.field(default_factory=dict)  # newest evaluate() result
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -84,8 +86,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f'loss={config.loss!r} is not one of {steps.LOSSES}')
   if config.loss == 'softmax_xent' and config.data.multi_label:
     raise ValueError("data.multi_label=True needs loss='sigmoid_xent' (multi-hot targets)")
-  if config.dtype not in ('float32', 'bfloat16'):
-    raise ValueError(f"dtype={config.dtype!r}; use 'float32' or 'bfloat16'")
+  if config.dtype not in COMPUTE_DTYPES:
+    raise ValueError(f'dtype={config.dtype!r}; use one of {COMPUTE_DTYPES}')
   for name in ('total_steps', 'log_every_steps', 'keep_checkpoints'):
     if config[name] < 1:
       raise ValueError(f'{name}={config[name]} must be >= 1')
@@ -101,10 +103,22 @@ def image_size(config) -> tuple[int, int]:
   return preprocess.parse_size(config.image_size)
 
 
+def model_dtypes(dtype: str) -> dict:
+  """config.dtype -> the models' dtype fields.
+
+  'bf16_matmul': float32 compute with bf16 x bf16 -> float32 matmuls in the
+  transformer blocks (fastest on CPUs with AVX512-BF16; logits move ~1% relative,
+  so it is a choice, never a default). 'bfloat16': every layer computes in bfloat16.
+  """
+  if dtype == 'bf16_matmul':
+    return dict(dtype=jnp.float32, matmul_dtype=jnp.bfloat16)
+  return dict(dtype=jnp.dtype(dtype))
+
+
 def create_model(config, num_classes: int):
   return models.create(
       config.model, num_classes=num_classes, image_size=image_size(config),
-      dtype=jnp.dtype(config.dtype), param_dtype=jnp.dtype(config.param_dtype),
+      param_dtype=jnp.dtype(config.param_dtype), **model_dtypes(config.dtype),
       **config.model_overrides)
 
 
@@ -133,7 +147,7 @@ def initialize(run: Run, rng: jax.Array) -> steps.TrainState:
     from vit_jax import checkpoint  # pylint: disable=import-outside-toplevel
     # Published files do not record their resolution: the config says it. Our own
     # run directories do, and that wins.
-    published = not os.path.isdir(run.config.init)
+    published = not epath.Path(run.config.init).is_dir()
     params = checkpoint.load_pretrained(
         run.config.init, model=run.model, init_params=params,
         source_image_size=run.config.init_image_size if published else None,
@@ -176,10 +190,9 @@ def restore_or_initialize(run: Run) -> tuple[steps.TrainState, int, cost.CostTot
 
 def write_config(run: Run) -> None:
   """<workdir>/config.json, written once by process 0 (a resumed run keeps the first)."""
-  path = os.path.join(run.workdir, 'config.json')
-  if sharding.is_main_process() and not os.path.exists(path):
-    with open(path, 'w') as f:
-      f.write(run.config.to_json_best_effort(indent=2))
+  path = epath.Path(run.workdir) / 'config.json'  # epath: local or gs://
+  if sharding.is_main_process() and not path.exists():
+    path.write_text(run.config.to_json_best_effort(indent=2))
 
 
 def warn_config_changes(saved: dict, config) -> None:
@@ -190,8 +203,13 @@ def warn_config_changes(saved: dict, config) -> None:
                     ', '.join(changed))
 
 
-def compile_steps(run: Run, state: steps.TrainState) -> None:
-  """Compiles the train step ahead of time; records its FLOPs and the compile time."""
+def compile_steps(run: Run, state: steps.TrainState,
+                  compiler_options: dict[str, str] | None = None) -> None:
+  """Compiles the train step ahead of time; records its FLOPs and the compile time.
+
+  compiler_options: XLA options for this compilation only (the benchmark compares
+  XLA:CPU flags in one process with them).
+  """
   config, mesh = run.config, run.mesh
   batch_sharding = sharding.batch_sharding(mesh)
   h, w = image_size(config)
@@ -204,7 +222,7 @@ def compile_steps(run: Run, state: steps.TrainState) -> None:
       model=run.model, tx=run.tx, config=config, state_sharding=run.state_sharding,
       batch_sharding=batch_sharding, replicated=sharding.replicated(mesh))
   start = time.perf_counter()
-  run.train_step = jitted.lower(state, batch).compile()
+  run.train_step = jitted.lower(state, batch).compile(compiler_options)
   run.compile_seconds = time.perf_counter() - start
   run.flops_per_step, run.flops_source = step_flops(run, state, batch)
   run.eval_step = steps.jit_eval_step(
@@ -488,6 +506,7 @@ def evaluate(run: Run, state, step: int) -> dict:
              'eval_loss': sums['loss'] / sums['count'],
              'eval_examples': sums['count']}
   run.writer.write_scalars(step, results)
+  run.last_eval = dict(results, eval_step=step)
   return results
 
 
@@ -509,13 +528,15 @@ def save_checkpoint(run: Run, state, step: int, totals: cost.CostTotals) -> None
 def final_summary(run: Run, state, totals: cost.CostTotals, stopped_early: bool) -> dict:
   """Waits for the last checkpoint, writes <workdir>/cost_summary.json, logs one line."""
   train_checkpoint.wait(run.manager)
-  summary = dict(cost.summarize(totals), final_step=int(jax.device_get(state.step)),
+  final_step = int(jax.device_get(state.step))
+  if not run.last_eval and final_step >= run.config.total_steps:
+    evaluate(run, state, final_step)  # a finished run re-launched still reports accuracy.
+  summary = dict(cost.summarize(totals), **run.last_eval, final_step=final_step,
                  total_steps=run.config.total_steps, preempted=stopped_early,
                  flops_per_step=run.flops_per_step, flops_source=run.flops_source,
                  num_devices=run.mesh.size, dtype=run.config.dtype)
   if sharding.is_main_process():
-    with open(os.path.join(run.workdir, COST_SUMMARY_FILE), 'w') as f:
-      json.dump(summary, f, indent=2)
+    (epath.Path(run.workdir) / COST_SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
   run.writer.flush()
   logging.info('%s', summary_line(summary))
   if stopped_early:

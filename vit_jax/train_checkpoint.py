@@ -24,7 +24,10 @@ CHECKPOINT_SUBDIR = 'checkpoints'
 
 
 def checkpoint_dir(workdir: str) -> str:
-  return os.path.join(os.path.abspath(workdir), CHECKPOINT_SUBDIR)
+  """<workdir>/checkpoints. Local paths are made absolute (orbax wants them so); URLs
+  such as gs://bucket/run (multi-host TPU workdirs) are kept as they are."""
+  base = workdir if '://' in workdir else os.path.abspath(workdir)
+  return os.path.join(base, CHECKPOINT_SUBDIR)
 
 
 def create_manager(workdir: str, keep: int) -> ocp.CheckpointManager:

@@ -24,7 +24,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vit_jax.models import matmul
 from vit_jax.models import registry
+from vit_jax.models import remat as remat_lib
 
 Dtype = Any
 _LN_EPSILON = 1e-5  # PyTorch LayerNorm default, which the published weights used.
@@ -133,18 +135,21 @@ class WindowAttention(nn.Module):
   dropout_rate: float = 0.0
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
+  matmul_dtype: Dtype | None = None  # see SwinTransformer.matmul_dtype.
 
   @nn.compact
   def __call__(self, x, window: int, mask, *, train: bool):
     b, nw, n, c = x.shape
     head_dim = c // self.num_heads
     dense = functools.partial(nn.Dense, dtype=self.dtype, param_dtype=self.param_dtype,
+                              dot_general=matmul.dot_general(self.matmul_dtype),
                               kernel_init=_dense_init)
     # The qkv output axis is ordered (3, heads, head_dim), as the official reshape.
     qkv = dense(3 * c, name='qkv')(x).reshape(b, nw, n, 3, self.num_heads, head_dim)
     q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
     q = q * jnp.asarray(head_dim**-0.5, q.dtype)
-    logits = jnp.einsum('bwqhd,bwkhd->bwhqk', q, k)  # (b, windows, heads, N, N)
+    logits = matmul.einsum('bwqhd,bwkhd->bwhqk', q, k,
+                           self.matmul_dtype)  # (b, windows, heads, N, N)
     logits = logits.astype(jnp.float32) + self._relative_bias(window)[None, None]
     if mask is not None:
       logits = logits + jnp.asarray(mask)[None, :, None]
@@ -152,7 +157,8 @@ class WindowAttention(nn.Module):
     weights = jax.nn.softmax(logits, axis=-1)
     self.sow('intermediates', 'attention_weights', weights)  # (b, windows, heads, N, N)
     weights = nn.Dropout(self.attention_dropout_rate)(weights, deterministic=not train)
-    y = jnp.einsum('bwhqk,bwkhd->bwqhd', weights.astype(v.dtype), v)
+    y = matmul.einsum('bwhqk,bwkhd->bwqhd', weights.astype(v.dtype), v,
+                      self.matmul_dtype)
     y = dense(c, name='proj')(y.reshape(b, nw, n, c))
     return nn.Dropout(self.dropout_rate)(y, deterministic=not train)
 
@@ -172,10 +178,12 @@ class Mlp(nn.Module):
   dropout_rate: float = 0.0
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
+  matmul_dtype: Dtype | None = None  # see SwinTransformer.matmul_dtype.
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     dense = functools.partial(nn.Dense, dtype=self.dtype, param_dtype=self.param_dtype,
+                              dot_general=matmul.dot_general(self.matmul_dtype),
                               kernel_init=_dense_init)
     y = nn.gelu(dense(self.hidden_dim, name='fc1')(x), approximate=False)
     y = nn.Dropout(self.dropout_rate)(y, deterministic=not train)
@@ -195,6 +203,7 @@ class SwinBlock(nn.Module):
   attention_dropout_rate: float = 0.0
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
+  matmul_dtype: Dtype | None = None  # see SwinTransformer.matmul_dtype.
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -205,7 +214,8 @@ class SwinBlock(nn.Module):
     y = self._windowed_attention(norm(name='norm1')(x), train)
     x = x + drop_path(y, deterministic=not train)
     y = Mlp(int(x.shape[-1] * self.mlp_ratio), self.dropout_rate, self.dtype,
-            self.param_dtype, name='mlp')(norm(name='norm2')(x), train=train)
+            self.param_dtype, matmul_dtype=self.matmul_dtype,
+            name='mlp')(norm(name='norm2')(x), train=train)
     return x + drop_path(y, deterministic=not train)
 
   def _windowed_attention(self, x, train: bool):
@@ -218,7 +228,8 @@ class SwinBlock(nn.Module):
     if shift:
       x = jnp.roll(x, (-shift, -shift), axis=(1, 2))
     y = WindowAttention(self.num_heads, self.window_size, self.attention_dropout_rate,
-                        self.dropout_rate, self.dtype, self.param_dtype, name='attn')(
+                        self.dropout_rate, self.dtype, self.param_dtype,
+                        matmul_dtype=self.matmul_dtype, name='attn')(
                             window_partition(x, window), window, mask, train=train)
     y = window_merge(y, window, hp, wp)
     if shift:
@@ -234,6 +245,7 @@ class PatchMerging(nn.Module):
 
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
+  matmul_dtype: Dtype | None = None  # see SwinTransformer.matmul_dtype.
 
   @nn.compact
   def __call__(self, x):
@@ -247,6 +259,7 @@ class PatchMerging(nn.Module):
                      param_dtype=self.param_dtype, name='norm')(x)
     return nn.Dense(2 * c, use_bias=False, dtype=self.dtype,
                     param_dtype=self.param_dtype, kernel_init=_dense_init,
+                    dot_general=matmul.dot_general(self.matmul_dtype),
                     name='reduction')(x)
 
 
@@ -264,18 +277,23 @@ class SwinStage(nn.Module):
   remat: bool = False
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
+  matmul_dtype: Dtype | None = None  # see SwinTransformer.matmul_dtype.
+  remat_policy: str = 'nothing_saveable'  # see SwinTransformer.remat_policy.
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     # static_argnums counts `self` as 0: `train` (arg 2) selects the graph.
-    block_cls = nn.remat(SwinBlock, static_argnums=(2,)) if self.remat else SwinBlock
+    block_cls = nn.remat(SwinBlock, static_argnums=(2,),
+                         policy=remat_lib.policy(self.remat_policy)) if self.remat \
+        else SwinBlock
     for j in range(self.depth):
       x = block_cls(self.num_heads, self.window_size, j % 2 == 1, self.mlp_ratio,
                     self.drop_path_rates[j], self.dropout_rate,
                     self.attention_dropout_rate, self.dtype, self.param_dtype,
-                    name=f'blocks_{j}')(x, train)
+                    matmul_dtype=self.matmul_dtype, name=f'blocks_{j}')(x, train)
     if self.downsample:
-      x = PatchMerging(self.dtype, self.param_dtype, name='downsample')(x)
+      x = PatchMerging(self.dtype, self.param_dtype, matmul_dtype=self.matmul_dtype,
+                       name='downsample')(x)
     return x
 
 
@@ -324,6 +342,12 @@ class SwinTransformer(nn.Module):
   param_dtype: Dtype = jnp.float32
   remat: bool = False  # rematerialise each block in the backward pass.
   head_bias_init: float = 0.0
+  # Input dtype of the stages' matmuls (None: `dtype`). bfloat16 with dtype float32:
+  # bf16 x bf16 -> float32 matmuls, float32 everywhere else (models/matmul.py; config
+  # dtype 'bf16_matmul'). The patch embedding and head stay in `dtype`.
+  matmul_dtype: Dtype | None = None
+  # What a remat'ed block keeps (models/remat.py); used only with remat=True.
+  remat_policy: str = 'nothing_saveable'
 
   def __post_init__(self):
     object.__setattr__(self, 'image_size', _as_pair(self.image_size, 'image_size'))
@@ -338,19 +362,26 @@ class SwinTransformer(nn.Module):
     return self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size
 
   @nn.compact
-  def __call__(self, images, *, train: bool):
+  def __call__(self, images, *, train: bool, patch_keep=None):
+    """patch_keep: None, or int (batch, K) / (K,) indices of the row-major patch grid
+    to keep. Windows need the full grid, so the other patches are masked, not removed:
+    their embeddings are zeroed after patch_embed (and ape). They still take part in
+    attention and pooling as zero inputs. For the patch-drop analysis."""
     _check_input(self, images)
     x = PatchEmbed(self.embed_dim, self.patch_size, self.dtype, self.param_dtype,
                    name='patch_embed')(images.astype(self.dtype))  # (b, H/p, W/p, C)
     if self.ape:
       x = x + self._absolute_position_embedding(x.shape[1:])
+    if patch_keep is not None:
+      x = x * patch_mask(patch_keep, x.shape[:3]).astype(x.dtype)
     x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
     rates = drop_path_rates(self.stochastic_depth, self.depths)
     for i, depth in enumerate(self.depths):
       x = SwinStage(depth, self.num_heads[i], self.window_size, rates[i],
                     i < len(self.depths) - 1, self.mlp_ratio, self.dropout_rate,
                     self.attention_dropout_rate, self.remat, self.dtype,
-                    self.param_dtype, name=f'layers_{i}')(x, train=train)
+                    self.param_dtype, matmul_dtype=self.matmul_dtype,
+                    remat_policy=self.remat_policy, name=f'layers_{i}')(x, train=train)
     x = nn.LayerNorm(epsilon=_LN_EPSILON, dtype=self.dtype,
                      param_dtype=self.param_dtype, name='norm')(x)
     x = jnp.mean(x, axis=(1, 2))  # global average pool: (batch, C_last)
@@ -366,6 +397,21 @@ class SwinTransformer(nn.Module):
     embedding = self.param('absolute_pos_embed', _dense_init, (1, h * w, c),
                            self.param_dtype)
     return embedding.reshape(1, h, w, c).astype(self.dtype)
+
+
+def patch_mask(patch_keep, shape: tuple[int, int, int]) -> jax.Array:
+  """(batch, H, W, 1) float32: 1 at the kept patches, int (batch, K) or (K,) indices
+  into the row-major (H, W) grid, 0 elsewhere."""
+  batch, h, w = shape
+  keep = jnp.asarray(patch_keep, jnp.int32)
+  if keep.ndim == 1:
+    keep = jnp.broadcast_to(keep, (batch, keep.shape[0]))
+  if keep.ndim != 2 or keep.shape[0] != batch or not 0 < keep.shape[1] <= h * w:
+    raise ValueError(f'patch_keep has shape {keep.shape}; expected (batch={batch}, K) '
+                     f'or (K,) indices of kept patches with 0 < K <= {h * w}')
+  mask = jnp.zeros((batch, h * w), jnp.float32)
+  mask = mask.at[jnp.arange(batch)[:, None], keep].set(1.0)
+  return mask.reshape(batch, h, w, 1)
 
 
 def drop_path_rates(maximum: float, depths: tuple[int, ...]) -> list[tuple[float, ...]]:
@@ -412,6 +458,7 @@ def _check_config(m: SwinTransformer) -> None:
     raise ValueError(f'patch_size {m.patch_size} and window_size {m.window_size} '
                      'must be positive ints')
   _check_image_size(m.image_size, m.patch_size)
+  remat_lib.check_policy(m.remat_policy)
   if len(m.depths) != len(m.num_heads) or not m.depths:
     raise ValueError(f'depths {m.depths} and num_heads {m.num_heads} need one entry '
                      'per stage each (same, non-zero length)')

@@ -15,7 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage as scipy_ndimage
 
+from vit_jax.models import matmul
 from vit_jax.models import registry
+from vit_jax.models import remat as remat_lib
 from vit_jax.models import resnet
 
 _LN_EPSILON = 1e-6  # LayerNorm eps of the published ViTs.
@@ -29,11 +31,13 @@ class MlpBlock(nn.Module):
   dropout_rate: float = 0.0
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
+  matmul_dtype: Optional[Dtype] = None  # see VisionTransformer.matmul_dtype.
 
   @nn.compact
   def __call__(self, x, *, deterministic: bool):
     dense = functools.partial(
         nn.Dense, dtype=self.dtype, param_dtype=self.param_dtype,
+        dot_general=matmul.dot_general(self.matmul_dtype),
         kernel_init=nn.initializers.xavier_uniform(),
         bias_init=nn.initializers.normal(stddev=1e-6))
     y = nn.gelu(dense(self.mlp_dim, name='Dense_0')(x), approximate=True)
@@ -80,6 +84,7 @@ class MultiHeadDotProductAttention(nn.Module):
   attention_impl: str = 'einsum'
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
+  matmul_dtype: Optional[Dtype] = None  # see VisionTransformer.matmul_dtype.
 
   @nn.compact
   def __call__(self, x, *, deterministic: bool):
@@ -93,16 +98,19 @@ class MultiHeadDotProductAttention(nn.Module):
     out_kernel, out_bias = _ProjectionParams((self.num_heads, head_dim, dim), (dim,),
                                              (0, 1), self.param_dtype, name='out')()
     out_kernel, out_bias = (a.astype(self.dtype) for a in (out_kernel, out_bias))
-    return jnp.einsum('bthd,hdo->bto', y, out_kernel) + out_bias
+    return self._einsum('bthd,hdo->bto', y, out_kernel) + out_bias
+
+  def _einsum(self, spec, a, b):
+    return matmul.einsum(spec, a, b, self.matmul_dtype)
 
   def _project_qkv(self, x, qkv_params):
     x = x.astype(self.dtype)
     kernels = [kb[0].astype(self.dtype) for kb in qkv_params]
     biases = [kb[1].astype(self.dtype) for kb in qkv_params]
     if not self.fused_qkv:
-      return [jnp.einsum('btd,dhk->bthk', x, w) + b for w, b in zip(kernels, biases)]
+      return [self._einsum('btd,dhk->bthk', x, w) + b for w, b in zip(kernels, biases)]
     # (D, 3 * heads, head_dim): one wide matmul instead of three narrow ones.
-    qkv = jnp.einsum('btd,dhk->bthk', x, jnp.concatenate(kernels, axis=1))
+    qkv = self._einsum('btd,dhk->bthk', x, jnp.concatenate(kernels, axis=1))
     qkv = qkv + jnp.concatenate(biases, axis=0)
     return jnp.split(qkv, 3, axis=2)
 
@@ -110,17 +118,19 @@ class MultiHeadDotProductAttention(nn.Module):
     wants_weights = self.is_mutable_collection('intermediates')
     needs_dropout = self.dropout_rate > 0 and not deterministic
     if self.attention_impl == 'xla' and not (wants_weights or needs_dropout):
-      return jax.nn.dot_product_attention(q, k, v)
+      low = self.matmul_dtype or q.dtype  # (batch, tokens, heads, head_dim) each.
+      y = jax.nn.dot_product_attention(q.astype(low), k.astype(low), v.astype(low))
+      return y.astype(q.dtype)
     if self.attention_impl not in ('einsum', 'xla'):
       raise ValueError(f"attention_impl {self.attention_impl!r}: use 'einsum' or 'xla'")
     q = q / jnp.sqrt(q.shape[-1]).astype(q.dtype)
-    logits = jnp.einsum('bqhd,bkhd->bhqk', q, k)
+    logits = self._einsum('bqhd,bkhd->bhqk', q, k)
     # Softmax statistics in float32 even under bf16 compute.
     weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
     self.sow('intermediates', 'attention_weights', weights)  # (b, heads, q, k)
     weights = nn.Dropout(self.dropout_rate)(weights.astype(v.dtype),
                                             deterministic=deterministic)
-    return jnp.einsum('bhqk,bkhd->bqhd', weights, v)
+    return self._einsum('bhqk,bkhd->bqhd', weights, v)
 
 
 class Encoder1DBlock(nn.Module):
@@ -135,6 +145,7 @@ class Encoder1DBlock(nn.Module):
   attention_impl: str = 'einsum'
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
+  matmul_dtype: Optional[Dtype] = None  # see VisionTransformer.matmul_dtype.
 
   @nn.compact
   def __call__(self, x, deterministic: bool):
@@ -146,13 +157,30 @@ class Encoder1DBlock(nn.Module):
     y = MultiHeadDotProductAttention(
         self.num_heads, self.attention_dropout_rate, self.fused_qkv,
         self.attention_impl, self.dtype, self.param_dtype,
+        matmul_dtype=self.matmul_dtype,
         name='MultiHeadDotProductAttention_0')(y, deterministic=deterministic)
     y = nn.Dropout(self.dropout_rate)(y, deterministic=deterministic)
     x = x + drop_path(y, deterministic=deterministic)
     y = norm(name='LayerNorm_1')(x)
     y = MlpBlock(self.mlp_dim, self.dropout_rate, self.dtype, self.param_dtype,
+                 matmul_dtype=self.matmul_dtype,
                  name='MlpBlock_0')(y, deterministic=deterministic)
     return x + drop_path(y, deterministic=deterministic)
+
+
+def keep_tokens(x, patch_keep, num_prefix_tokens: int):
+  """(batch, prefix + grid tokens, D) -> (batch, prefix + K, D): the prefix (class)
+  tokens and the grid tokens at `patch_keep`, int (batch, K) or (K,) indices into the
+  row-major grid. The rest are removed from the sequence (patch-drop analysis)."""
+  keep = jnp.asarray(patch_keep, jnp.int32)
+  batch, grid_tokens = x.shape[0], x.shape[1] - num_prefix_tokens
+  if keep.ndim == 1:
+    keep = jnp.broadcast_to(keep, (batch, keep.shape[0]))
+  if keep.ndim != 2 or keep.shape[0] != batch or not 0 < keep.shape[1] <= grid_tokens:
+    raise ValueError(f'patch_keep has shape {keep.shape}; expected (batch={batch}, K) '
+                     f'or (K,) indices of kept patches with 0 < K <= {grid_tokens}')
+  kept = jnp.take_along_axis(x[:, num_prefix_tokens:], keep[..., None], axis=1)
+  return jnp.concatenate([x[:, :num_prefix_tokens], kept], axis=1)
 
 
 def sincos2d_posemb(grid: tuple[int, int], dim: int, temperature: float = 10_000.):
@@ -183,13 +211,18 @@ class Encoder(nn.Module):
   attention_impl: str = 'einsum'
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
+  matmul_dtype: Optional[Dtype] = None  # see VisionTransformer.matmul_dtype.
+  remat_policy: str = 'nothing_saveable'  # see VisionTransformer.remat_policy.
 
   @nn.compact
-  def __call__(self, x, *, train: bool):
+  def __call__(self, x, *, train: bool, patch_keep=None):
     x = x + self._position_embedding(x.shape[1:]).astype(x.dtype)
+    if patch_keep is not None:  # after the position embedding: kept tokens keep theirs.
+      x = keep_tokens(x, patch_keep, self.num_prefix_tokens)
     x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
     # static_argnums counts `self` as 0: `deterministic` (arg 2) selects the graph.
-    block_cls = nn.remat(Encoder1DBlock, static_argnums=(2,)) if self.remat \
+    block_cls = nn.remat(Encoder1DBlock, static_argnums=(2,),
+                         policy=remat_lib.policy(self.remat_policy)) if self.remat \
         else Encoder1DBlock
     for i in range(self.num_layers):
       # Drop-path rate rises linearly with depth, 0 for the first block.
@@ -197,6 +230,7 @@ class Encoder(nn.Module):
       x = block_cls(self.mlp_dim, self.num_heads, self.dropout_rate,
                     self.attention_dropout_rate, rate, self.fused_qkv,
                     self.attention_impl, self.dtype, self.param_dtype,
+                    matmul_dtype=self.matmul_dtype,
                     name=f'encoderblock_{i}')(x, not train)
       self.sow('intermediates', 'block_outputs', x)  # (batch, tokens, D)
     return nn.LayerNorm(epsilon=_LN_EPSILON, dtype=self.dtype,
@@ -260,6 +294,12 @@ class VisionTransformer(nn.Module):
   head_bias_init: float = 0.0
   fused_qkv: bool = True
   attention_impl: str = 'einsum'  # 'einsum' | 'xla' (jax.nn.dot_product_attention).
+  # Input dtype of the encoder blocks' matmuls (None: `dtype`). bfloat16 with dtype
+  # float32: bf16 x bf16 -> float32 matmuls, float32 everywhere else (models/matmul.py;
+  # config dtype 'bf16_matmul'). The patch embedding and head stay in `dtype`.
+  matmul_dtype: Optional[Dtype] = None
+  # What a remat'ed block keeps (models/remat.py); used only with remat=True.
+  remat_policy: str = 'nothing_saveable'
 
   def __post_init__(self):
     object.__setattr__(self, 'image_size', _as_pair(self.image_size, 'image_size'))
@@ -279,7 +319,10 @@ class VisionTransformer(nn.Module):
     return self.image_size[0] // self.stride, self.image_size[1] // self.stride
 
   @nn.compact
-  def __call__(self, images, *, train: bool):
+  def __call__(self, images, *, train: bool, patch_keep=None):
+    """patch_keep: None, or int (batch, K) / (K,) indices of the row-major token grid
+    to keep; the other patch tokens are removed after the position embedding (class
+    token kept; 'gap' averages the kept tokens). For the patch-drop analysis."""
     _check_input(self, images)
     x = images.astype(self.dtype)
     if self.resnet is not None:
@@ -298,7 +341,8 @@ class VisionTransformer(nn.Module):
                 int(self.classifier == 'token'), self.posemb, self.dropout_rate,
                 self.attention_dropout_rate, self.stochastic_depth, self.remat,
                 self.fused_qkv, self.attention_impl, self.dtype, self.param_dtype,
-                name='Transformer')(x, train=train)
+                matmul_dtype=self.matmul_dtype, remat_policy=self.remat_policy,
+                name='Transformer')(x, train=train, patch_keep=patch_keep)
     x = x[:, 0] if self.classifier == 'token' else jnp.mean(x, axis=1)
     if self.representation_size is not None:
       x = nn.tanh(nn.Dense(self.representation_size, dtype=self.dtype,
@@ -325,6 +369,9 @@ def _check_config(m: VisionTransformer) -> None:
     raise ValueError(f"classifier {m.classifier!r}: use 'token' or 'gap'")
   if m.posemb not in ('learned', 'sincos2d', 'none'):
     raise ValueError(f"posemb {m.posemb!r}: use 'learned', 'sincos2d' or 'none'")
+  if m.attention_impl not in ('einsum', 'xla'):
+    raise ValueError(f"attention_impl {m.attention_impl!r}: use 'einsum' or 'xla'")
+  remat_lib.check_policy(m.remat_policy)
   if m.hidden_size % m.num_heads:
     raise ValueError(f'hidden_size {m.hidden_size} is not divisible by num_heads '
                      f'{m.num_heads}')
