@@ -32,6 +32,7 @@ from vit_jax import preprocess
 from vit_jax import sharding
 from vit_jax import steps
 from vit_jax import train_checkpoint
+from vit_jax.models import matmul
 
 COST_SUMMARY_FILE = 'cost_summary.json'
 COMPUTE_DTYPES = ('float32', 'bfloat16', 'bf16_matmul')  # config.dtype, see model_dtypes.
@@ -224,10 +225,24 @@ def compile_steps(run: Run, state: steps.TrainState,
   start = time.perf_counter()
   run.train_step = jitted.lower(state, batch).compile(compiler_options)
   run.compile_seconds = time.perf_counter() - start
+  check_cpu_bf16_dots(run.train_step, config, mesh)
   run.flops_per_step, run.flops_source = step_flops(run, state, batch)
   run.eval_step = steps.jit_eval_step(
       model=run.model, config=config, params_sharding=run.state_sharding.params,
       batch_sharding=batch_sharding, replicated=sharding.replicated(mesh))
+
+
+def check_cpu_bf16_dots(compiled, config, mesh) -> None:
+  """dtype 'bf16_matmul' on CPU: fails at compile time, not at the first step, if XLA
+  left a bf16 dot outside YNNPACK (its only runtime for them; models/matmul.py)."""
+  if config.dtype != 'bf16_matmul' or mesh.devices.flat[0].platform != 'cpu':
+    return
+  bad = matmul.unsupported_cpu_dots(compiled.as_text())
+  if bad:
+    raise RuntimeError(
+        f"dtype='bf16_matmul': XLA:CPU compiled {len(bad)} bf16 dot(s) it cannot run "
+        f"for model {config.model} (first: {bad[0][:160]}); use dtype='float32' for "
+        'this model, or report the shapes')
 
 
 def measure_hardware(run: Run) -> None:

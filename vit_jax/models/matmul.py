@@ -18,6 +18,7 @@ With `matmul_dtype=None` every function here is the plain float computation.
 from __future__ import annotations
 
 import functools
+import re
 import string
 from typing import Any, Callable, Optional
 
@@ -93,8 +94,28 @@ def _row_major_transpose(x, names: str, order: str) -> jax.Array:
 
   XLA lowers a transpose to a layout change (free) and the dot would still see the
   old memory order; flattening behind an optimization barrier forces a real copy
-  (memory-bound, small next to the GEMM it enables).
+  (memory-bound, small next to the GEMM it enables). Axes that stay adjacent move as
+  one: XLA:CPU copies a 2-D transpose of (batch * tokens, features) ~4x faster than
+  the same data as a 3-D one (experiments/benchmarks/README.md).
   """
+  if names == order:
+    return x
+  perm = [names.index(c) for c in order]
+  runs = [[perm[0]]]  # runs of source axes that stay consecutive, in target order.
+  for axis in perm[1:]:
+    if axis == runs[-1][-1] + 1:
+      runs[-1].append(axis)
+    else:
+      runs.append([axis])
+  source_runs = sorted(runs)
+  merged = x.reshape([int(np.prod([x.shape[i] for i in run])) for run in source_runs])
+  moved = jnp.transpose(merged, [source_runs.index(run) for run in runs])
+  out_shape = [x.shape[i] for i in perm]
+  return jax.lax.optimization_barrier(moved.reshape(-1)).reshape(out_shape)
+
+
+def _row_major_transpose_3d(x, names: str, order: str) -> jax.Array:
+  """The first version (no axis merging), kept for the A/B in experiments/benchmarks."""
   if names == order:
     return x
   moved = jnp.transpose(x, [names.index(c) for c in order])
@@ -145,3 +166,24 @@ def _mixed_dot_general(lhs, rhs, dimension_numbers, precision=None,
   del precision, preferred_element_type  # always matmul_dtype in, float32 out.
   spec = _dot_general_spec(lhs.ndim, rhs.ndim, dimension_numbers)
   return einsum(spec, lhs, rhs, matmul_dtype)
+
+
+def unsupported_cpu_dots(hlo_text: str) -> list[str]:
+  """Dots of a compiled XLA:CPU module that take bf16 operands outside a YNNPACK fusion.
+
+  XLA:CPU runs bf16 x bf16 -> float32 dots only through YNNPACK; one it leaves to its
+  own dot runtime fails when executed ('Unsupported element type for
+  DotThunk::Execute'). The layouts above keep every transformer matmul inside
+  YNNPACK; this check turns a future miss into an error at compile time.
+  """
+  bad = []
+  for block in re.split(r'\n(?=\S)', hlo_text):
+    header = block.split('\n', 1)[0]
+    if not block or header.startswith(('%fused', '%ynn', '%wrapped')):
+      continue  # bodies of fusions: those dots run inside their fusion's library.
+    dtypes = dict(re.findall(r'%([\w.\-]+) = (\w+)\[', block))
+    for line in block.splitlines():
+      dot = re.search(r' dot\(%([\w.\-]+), %([\w.\-]+)\)', line)
+      if dot and 'bf16' in (dtypes.get(dot.group(1)), dtypes.get(dot.group(2))):
+        bad.append(line.strip())
+  return bad

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The headline table of issue 8, for a quiet machine. About 12 minutes on the 2-core
+# Zen 4 VM (measured budget: compiles ~3 min, timed rounds ~8 min).
+#
+#   bash experiments/benchmarks/run_final.sh [OUT.jsonl]
+#
+# Env: PYTHON (the project's venv python, default `python`), TORCH_PYTHON (the torch
+# venv of compare_timm.py, default /work/torchvenv/bin/python), STEPS (timed rounds,
+# default 8). Writes JSON lines to OUT (default experiments/benchmarks/final.jsonl,
+# appended) and prints the README tables (summarize.py) at the end. Check `uptime`
+# before and after: on a shared machine the numbers measure the other jobs too.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${1:-experiments/benchmarks/final.jsonl}
+PYTHON=${PYTHON:-python}
+TORCH_PYTHON=${TORCH_PYTHON:-/work/torchvenv/bin/python}
+STEPS=${STEPS:-8}
+export PYTHONPATH=.
+echo "start: $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD) load: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# vit_jax float32 and bf16_matmul vs timm float32 and bf16 autocast, interleaved per
+# group: ViT-Ti/16 batch 16, ViT-B/16 batch 8, Swin-T batch 8 (training steps).
+"$PYTHON" experiments/benchmarks/compare.py --group Ti --group B --group Swin \
+    --steps "$STEPS" --torch_python "$TORCH_PYTHON" --json "$OUT" > /dev/null
+
+# Swin-T time per image at 224 vs 448 px (forward, batch 8), interleaved.
+"$PYTHON" -m vit_jax.benchmark --model Swin-T --batch 8 --mode infer \
+    --sweep res=224,448 --steps "$STEPS" --json "$OUT" > /dev/null
+
+echo "end: $(date -u +%FT%TZ) load: $(cut -d' ' -f1-3 /proc/loadavg)"
+"$PYTHON" experiments/benchmarks/summarize.py "$OUT"

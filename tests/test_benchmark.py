@@ -1,0 +1,82 @@
+"""python -m vit_jax.benchmark on the tiny ViT: real numbers, JSON lines, flag errors.
+
+Timing values are only checked to be positive (never compared with a wall-clock bound):
+the suite runs on shared 2-core machines.
+"""
+import json
+
+import jax
+import pytest
+
+from vit_jax import benchmark
+from vit_jax import cost
+from vit_jax import models
+
+BATCH = 8  # one example per simulated device (conftest: 8 CPU devices).
+
+
+@pytest.fixture(scope='module')
+def sweep_lines(tmp_path_factory):
+  """One CLI run, train and infer interleaved: (stdout lines, --json file lines)."""
+  path = tmp_path_factory.mktemp('bench') / 'out.jsonl'
+  lines = benchmark.main(['--model', 'testing', '--res', '32', '--batch', str(BATCH),
+                          '--steps', '2', '--warmup', '1', '--json', str(path),
+                          '--sweep', 'mode=train,infer'])
+  return lines, [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_sweep_gives_one_json_line_per_value(sweep_lines):
+  printed, written = sweep_lines
+  assert [line['mode'] for line in printed] == ['train', 'infer']
+  assert written == json.loads(json.dumps(printed))
+
+
+def test_reported_numbers_are_present_and_positive(sweep_lines):
+  for line in sweep_lines[0]:
+    for key in ('ms_per_step', 'ms_per_step_min', 'ms_per_step_max', 'images_per_second',
+                'images_per_second_per_core', 'flops_per_step',
+                'achieved_flops_per_second', 'peak_flops_per_second', 'mfu',
+                'cpu_matmul_peak_float32', 'cpu_matmul_peak_bf16', 'compile_seconds',
+                'peak_memory_bytes', 'load_average_start'):
+      assert line[key] > 0, key
+    assert line['ms_per_step_min'] <= line['ms_per_step'] <= line['ms_per_step_max']
+    assert line['images_per_second'] == pytest.approx(
+        BATCH / (line['ms_per_step'] / 1e3))
+    assert line['images_per_second_per_core'] == pytest.approx(
+        line['images_per_second'] / line['cores'])
+    assert line['mfu'] == pytest.approx(
+        line['achieved_flops_per_second'] / line['peak_flops_per_second'])
+    assert line['devices'] == jax.device_count() == 8
+    assert line['xla_memory_bytes']['argument'] > 0
+    assert line['warmup_calls'] >= 1 and line['steps'] == 2
+
+
+def test_flops_per_step_agree_with_analytic_macs(sweep_lines):
+  """XLA's count of the compiled step vs forward MACs x 2 FLOPs x batch: the forward
+  alone is ~1x (plus elementwise ops), a train step ~3x (forward + two backward
+  matmuls per forward one) plus the optimiser update."""
+  model = models.create('testing', num_classes=1000, image_size=32)
+  forward_flops = 2 * cost.forward_macs(model) * BATCH
+  train, infer = sweep_lines[0]
+  assert 0.95 < infer['flops_per_step'] / forward_flops < 1.3
+  assert 2.9 < train['flops_per_step'] / forward_flops < 4.0
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--mode', 'fit'], "--mode 'fit'; use one of ('train', 'infer')"),
+    (['--dtype', 'float16'], "--dtype 'float16'; use one of"),
+    (['--remat', 'sometimes'], "--remat 'sometimes'; use 'off' or one of"),
+    (['--model', 'ViT-Q/16'], "--model 'ViT-Q/16' is not registered"),
+    (['--sweep', 'res'], "--sweep 'res': expected name=value"),
+    (['--sweep', 'res=22a'], "res='22a' is not an int"),
+    (['--sweep', 'dtype=float32,fp8'], "--dtype 'fp8'"),
+    (['--steps', '0'], '--steps 0 and --warmup 2 must be >= 1'),
+    (['--override', 'fused_qkv'], "--override 'fused_qkv': expected name=value"),
+    (['--override', 'patch_drop=0.5'], "unknown override(s) ['patch_drop']"),
+    (['--res', '250'], 'image size 250 is not divisible by the token stride 16'),
+])
+def test_bad_flags_fail_before_any_compile(argv, message, capsys):
+  with benchmark.CompileCounter() as compiles, pytest.raises(SystemExit):
+    benchmark.main(['--model', 'ViT-B/16', *argv])
+  assert message in capsys.readouterr().err
+  assert compiles.count == 0
