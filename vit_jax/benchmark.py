@@ -130,6 +130,7 @@ class Prepared:
   flops_per_step: float | None
   flops_source: str
   xla_memory: dict[str, int]
+  compiled: Any = None  # the jax.stages.Compiled step (HLO, cost and memory analyses).
   warmup_calls: int = 0
 
 
@@ -188,7 +189,8 @@ def prepare(opts: Options, run: train.Run | None = None) -> Prepared:
 
     def call():
       return compiled(params, batch)
-  return Prepared(opts, run, call, seconds, flops, source, xla_memory(compiled))
+  return Prepared(opts, run, call, seconds, flops, source, xla_memory(compiled),
+                  compiled)
 
 
 def run_eval_compile(run: train.Run, params, batch, compiler_options):
@@ -299,13 +301,14 @@ def peak_memory() -> tuple[int | None, str]:
 
 
 def git_commit() -> str | None:
-  """Short commit of the checkout, '+dirty' when tracked files differ from it."""
+  """Short commit of the checkout, '+dirty' when the code (vit_jax/, configs/,
+  tracked or not) differs from it."""
   def git(*args):
     return subprocess.run(['git', *args], capture_output=True, text=True, timeout=10,
                           cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
   try:
     commit = git('rev-parse', '--short', 'HEAD')
-    dirty = git('status', '--porcelain', '--untracked-files=no')
+    dirty = git('status', '--porcelain', '--', '../vit_jax', '../configs')
   except (OSError, subprocess.SubprocessError):
     return None
   return (commit + ('+dirty' if dirty else '')) or None

@@ -23,9 +23,10 @@ echo "start: $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD) load: $(cut
 "$PYTHON" experiments/benchmarks/compare.py --group Ti --group B --group Swin \
     --steps "$STEPS" --torch_python "$TORCH_PYTHON" --json "$OUT" > /dev/null
 
-# Swin-T time per image at 224 vs 448 px (forward, batch 8), interleaved.
-"$PYTHON" -m vit_jax.benchmark --model Swin-T --batch 8 --mode infer \
-    --sweep res=224,448 --steps "$STEPS" --json "$OUT" > /dev/null
+# Swin-T time per image at 224 vs 448 px (forward), interleaved: batch 1 (as in
+# experiments/swin_vs_vit_scaling) and batch 8 (where 448 px activations leave cache).
+"$PYTHON" -m vit_jax.benchmark --model Swin-T --mode infer --sweep res=224,448 \
+    --sweep batch=1,8 --steps "$STEPS" --json "$OUT" > /dev/null
 
 echo "end: $(date -u +%FT%TZ) load: $(cut -d' ' -f1-3 /proc/loadavg)"
 "$PYTHON" experiments/benchmarks/summarize.py "$OUT"

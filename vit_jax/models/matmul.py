@@ -114,14 +114,6 @@ def _row_major_transpose(x, names: str, order: str) -> jax.Array:
   return jax.lax.optimization_barrier(moved.reshape(-1)).reshape(out_shape)
 
 
-def _row_major_transpose_3d(x, names: str, order: str) -> jax.Array:
-  """The first version (no axis merging), kept for the A/B in experiments/benchmarks."""
-  if names == order:
-    return x
-  moved = jnp.transpose(x, [names.index(c) for c in order])
-  return jax.lax.optimization_barrier(moved.reshape(-1)).reshape(moved.shape)
-
-
 _mixed_einsum.defvjp(_mixed_einsum_fwd, _mixed_einsum_bwd)
 
 
