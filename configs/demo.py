@@ -22,8 +22,8 @@ position embeddings (0.2 M parameters). Pretraining at 16 px (4x4 tokens), fine-
 32 px (8x8 tokens): the position embeddings are resampled 4x4 -> 8x8 (corner-aligned
 bilinear, as the ViT paper) and the head is replaced by a zero head for 10 classes.
 
-Hardware: 2 CPU cores. Time: 11.4 min measured with another job holding one of the two
-cores (experiments/demo/README.md); the target is under 10 minutes on 2 free cores.
+Hardware: 2 CPU cores. Time: 8.2 min measured on 2 free cores, dataset rendering
+included (11.4 min with another job holding one core; experiments/demo/README.md).
 Expected result (deterministic; measured): upstream accuracy 0.645, downstream 0.531
 after pretraining vs 0.130 from scratch (chance 0.10).
 
@@ -35,7 +35,7 @@ import ml_collections
 
 from configs import common
 
-# Budget: the whole demo must stay under 10 minutes on 2 CPU cores. 4,000 / 300 steps gave
+# Budget: the whole demo must stay under 10 minutes on 2 CPU cores (3,000 / 200: 8.2 min). 4,000 / 300 gave
 # 0.826 upstream, 0.669 fine-tuned vs 0.122 from scratch but took 14.5 min on the shared
 # machine (load 4); the probe in experiments/demo_dataset/ saw 2,000 pretraining steps
 # transfer erratically (0.33-0.48 downstream), so 3,000 is the compromise.
