@@ -35,9 +35,9 @@ import ml_collections
 
 from configs import common
 
-# Budget: the whole demo must stay under 10 minutes on 2 CPU cores (3,000 / 200: 8.2 min). 4,000 / 300 gave
-# 0.826 upstream, 0.669 fine-tuned vs 0.122 from scratch but took 14.5 min on the shared
-# machine (load 4); the probe in experiments/demo_dataset/ saw 2,000 pretraining steps
+# Budget: the whole demo must stay under 10 minutes on 2 CPU cores (3,000 / 200: 8.2
+# min). 4,000 / 300 gave 0.826 upstream, 0.669 fine-tuned vs 0.122 from scratch but took
+# 15.2 min with one of the two cores busy elsewhere; the probe in experiments/demo_dataset/ saw 2,000 pretraining steps
 # transfer erratically (0.33-0.48 downstream), so 3,000 is the compromise.
 PRETRAIN_STEPS = 3_000  # 9.6 epochs of upstream at batch 128.
 DOWNSTREAM_STEPS = 200  # 25.6 epochs of downstream's 1,000 images, fine-tune and scratch.
