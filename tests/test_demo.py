@@ -75,19 +75,14 @@ def test_results_record_and_table(demo_run):
   assert 'from scratch' in text and f"{results['upstream_accuracy']:.3f}" in text
 
 
-def test_rerun_of_a_finished_phase_trains_nothing_and_reevaluates(demo_run):
+def test_rerun_of_a_finished_phase_trains_nothing_and_reevaluates(demo_run, demo_data_dir):
   workdir, summaries = demo_run
   again = demo.run_phases(workdir, pretrain_steps=6, downstream_steps=4,
-                          data_dir=_data_dir(workdir), datasets=TINY, phases=('scratch',))
+                          data_dir=demo_data_dir, datasets=TINY, phases=('scratch',))
   assert again['scratch']['final_step'] == 4
   assert again['scratch']['eval_accuracy'] == summaries['scratch']['eval_accuracy']
   # Cost totals come back from the checkpoint: no training happened in the re-run.
   assert again['scratch']['core_hours'] == pytest.approx(summaries['scratch']['core_hours'])
-
-
-def _data_dir(workdir):
-  with open(os.path.join(workdir, 'pretrain', 'config.json')) as f:
-    return json.load(f)['data']['data_dir']
 
 
 @pytest.mark.parametrize('arg, message', [

@@ -29,6 +29,8 @@ import jax
 
 from vit_jax import benchmark
 
+import variants  # pylint: disable=g-bad-import-order  (this folder's script)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 GROUPS = {'Ti': ('ViT-Ti/16', 16), 'B': ('ViT-B/16', 8), 'Swin': ('Swin-T', 8)}
 DEFAULT_OURS = ('float32:', 'bf16_matmul:dtype=bf16_matmul')
@@ -96,7 +98,7 @@ def timm_record(worker: TimmWorker, model: str, batch: int, seconds: list[float]
 def run_group(args, group: str) -> list[dict]:
   model, batch = GROUPS[group]
   base = benchmark.Options(model=model, res=224, batch=batch)
-  ours = [_parse_ours(base, text) for text in args.ours]
+  ours = [variants.parse_variant(base, text) for text in args.ours]
   load_start = os.getloadavg()
   log = functools.partial(print, file=sys.stderr, flush=True)
   prepared = benchmark.prepare_all([opts for _, opts in ours], args.warmup, log)
@@ -122,14 +124,6 @@ def run_group(args, group: str) -> list[dict]:
   return lines
 
 
-def _parse_ours(base, text: str):
-  name, sep, assignments = text.partition(':')
-  if not sep or not name:
-    raise SystemExit(f'--ours {text!r}: expected name:key=value;key=value')
-  opts = base
-  for item in filter(None, assignments.split(';')):
-    opts = benchmark.with_value(opts, *benchmark.split_assignment(item, '--ours'))
-  return name, opts
 
 
 def main(argv=None) -> None:

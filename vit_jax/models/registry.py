@@ -47,3 +47,13 @@ def check_overrides(module_cls: type, overrides: dict) -> None:
     raise ValueError(
         f'unknown override(s) {unknown} for {module_cls.__name__}; '
         f'valid overrides are: {", ".join(sorted(fields))}')
+
+
+def as_pair(value, what: str) -> tuple[int, int]:
+  """An int or (height, width) size field of a model -> (height, width)."""
+  if isinstance(value, int):
+    return (value, value)
+  pair = tuple(int(v) for v in value)
+  if len(pair) != 2:
+    raise ValueError(f'{what} must be an int or (height, width), got {value!r}')
+  return pair

@@ -350,7 +350,8 @@ class SwinTransformer(nn.Module):
   remat_policy: str = 'nothing_saveable'
 
   def __post_init__(self):
-    object.__setattr__(self, 'image_size', _as_pair(self.image_size, 'image_size'))
+    object.__setattr__(self, 'image_size',
+                       registry.as_pair(self.image_size, 'image_size'))
     object.__setattr__(self, 'depths', tuple(self.depths))
     object.__setattr__(self, 'num_heads', tuple(self.num_heads))
     _check_config(self)
@@ -424,15 +425,6 @@ def drop_path_rates(maximum: float, depths: tuple[int, ...]) -> list[tuple[float
 # ----------------------------------------------------------------------------------
 # Validation.
 # ----------------------------------------------------------------------------------
-
-
-def _as_pair(value, what: str) -> tuple[int, int]:
-  if isinstance(value, int):
-    return (value, value)
-  pair = tuple(int(v) for v in value)
-  if len(pair) != 2:
-    raise ValueError(f'{what} must be an int or (height, width), got {value!r}')
-  return pair
 
 
 def nearest_sizes(side: int, multiple: int) -> tuple[int, ...]:

@@ -302,8 +302,10 @@ class VisionTransformer(nn.Module):
   remat_policy: str = 'nothing_saveable'
 
   def __post_init__(self):
-    object.__setattr__(self, 'image_size', _as_pair(self.image_size, 'image_size'))
-    object.__setattr__(self, 'patch_size', _as_pair(self.patch_size, 'patch_size'))
+    object.__setattr__(self, 'image_size',
+                       registry.as_pair(self.image_size, 'image_size'))
+    object.__setattr__(self, 'patch_size',
+                       registry.as_pair(self.patch_size, 'patch_size'))
     _check_config(self)
     super().__post_init__()
 
@@ -352,15 +354,6 @@ class VisionTransformer(nn.Module):
                     kernel_init=nn.initializers.zeros,
                     bias_init=nn.initializers.constant(self.head_bias_init),
                     name='head')(x)
-
-
-def _as_pair(value, what: str) -> tuple[int, int]:
-  if isinstance(value, int):
-    return (value, value)
-  pair = tuple(int(v) for v in value)
-  if len(pair) != 2:
-    raise ValueError(f'{what} must be an int or (height, width), got {value!r}')
-  return pair
 
 
 def _check_config(m: VisionTransformer) -> None:
@@ -504,7 +497,7 @@ def adapt_pretrained(flat: dict, flat_init: dict, model: VisionTransformer,
         f'{POSEMB_KEY} is {old.shape} in the checkpoint but {tuple(new.shape)} in the '
         'model; give the resolution the checkpoint was trained at (source_image_size, '
         'e.g. 224 for the published pretrained ViTs)')
-  source = _as_pair(source_image_size, 'source_image_size')
+  source = registry.as_pair(source_image_size, 'source_image_size')
   old_grid = (source[0] // model.stride, source[1] // model.stride)
   prefix = int(model.classifier == 'token')
   resized = resample_posemb(old, old_grid, model.grid, prefix, method)
