@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from configs import testing as testing_config
+from vit_jax import cpu_devices
 from vit_jax import models
 from vit_jax import optim
 from vit_jax import sharding
@@ -37,8 +38,11 @@ def _batch(batch_size, seed=0):
           'label': np.eye(NUM_CLASSES, dtype=np.float32)[labels]}
 
 
-def _run(config, mesh, batches, *, fsdp=False, min_size=1):
-  """Initialises on `mesh`, applies len(batches) steps; returns (numpy params, metrics)."""
+def _run(config, mesh, batches, *, fsdp=False, min_size=1, compiler_options=None):
+  """Initialises on `mesh`, applies len(batches) steps; returns (numpy params, metrics).
+
+  compiler_options: compile the step ahead of time with these XLA options.
+  """
   model, tx = _model(config), optim.make_optimizer(config)
   images = jnp.zeros((1, IMAGE, IMAGE, 3))
   init = jax.jit(lambda rng: model.init(rng, images, train=False)['params'])
@@ -49,6 +53,9 @@ def _run(config, mesh, batches, *, fsdp=False, min_size=1):
   step = steps.jit_train_step(
       model=model, tx=tx, config=config, state_sharding=state_sharding,
       batch_sharding=sharding.batch_sharding(mesh), replicated=sharding.replicated(mesh))
+  if compiler_options is not None:
+    first = jax.device_put(batches[0], sharding.batch_sharding(mesh))
+    step = step.lower(state, first).compile(compiler_options)
   metrics = []
   for batch in batches:
     batch = jax.device_put(batch, sharding.batch_sharding(mesh))
@@ -102,6 +109,17 @@ def _assert_runs_equal(run, reference):
 def test_eight_devices_equal_one_device(reference_run):
   one = _run(_config(**EQUAL_CONFIG), sharding.make_mesh(jax.devices()[:1]), BATCHES)
   _assert_runs_equal(one, reference_run)
+
+
+def test_one_thread_per_cpu_device_equals_one_device(reference_run):
+  """The train-step options of --cpu_devices (one XLA thread per CPU device), as
+  train.compile_steps picks them for this 8-device mesh, change no result."""
+  mesh = sharding.make_mesh()
+  options = cpu_devices.step_compiler_options(mesh)
+  assert options == {'xla_cpu_multi_thread_eigen': False}
+  assert cpu_devices.step_compiler_options(sharding.make_mesh(jax.devices()[:1])) == {}
+  _assert_runs_equal(_run(_config(**EQUAL_CONFIG), mesh, BATCHES,
+                          compiler_options=options), reference_run)
 
 
 def test_accumulation_4x8_equals_batch_of_32(reference_run):

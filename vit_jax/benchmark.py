@@ -4,7 +4,8 @@
       [--dtype float32|bfloat16|bf16_matmul] [--mode train|infer] [--steps 10] \\
       [--warmup 2] [--json out.json] [--sweep res=224,384,448] \\
       [--override attention_impl=xla] [--remat dots_saveable] [--optimizer adam] \\
-      [--xla_option xla_cpu_experimental_ynn_fusion_type=]
+      [--xla_option xla_cpu_experimental_ynn_fusion_type=] \\
+      [--cpu_devices 2 --sweep devices=1,2]
 
 What is timed is what the training loop runs: configs/common.py's config with the
 model, resolution, batch and dtype set from the flags; model, optimiser
@@ -22,6 +23,11 @@ seconds per step over --steps rounds. On CPU each round also times one 1024^2 fl
 and one bf16 (float32-accumulating) matmul; the best of them is the peak that MFU is
 measured against (`cost.measure_cpu_peak_flops`). On accelerators the peak is the
 vendor figure in `cost.DEVICE_SPECS`.
+
+`--cpu_devices N` makes the CPU backend N devices (vit_jax/cpu_devices.py) and
+`devices` (a flag or sweep key) is the size of each configuration's mesh, the first
+`devices` devices (default: all), so one process compares a one-device step with a
+data-parallel one. Rates per core always count the host's cores once.
 
 Output: one JSON line per configuration on stdout, also appended to --json.
 """
@@ -49,6 +55,7 @@ import numpy as np
 
 from configs import common
 from vit_jax import cost
+from vit_jax import cpu_devices
 from vit_jax import optim
 from vit_jax import sharding
 from vit_jax import steps
@@ -60,7 +67,8 @@ MODES = ('train', 'infer')
 REMAT_OFF = 'off'
 # Sweep keys that are benchmark options; any other key is a model override field,
 # except `xla.<option>`, an XLA compiler option of the step's compilation.
-OPTION_KEYS = ('model', 'res', 'batch', 'dtype', 'mode', 'optimizer', 'remat')
+OPTION_KEYS = ('model', 'res', 'batch', 'dtype', 'mode', 'optimizer', 'remat', 'devices')
+INT_KEYS = ('res', 'batch', 'devices')
 COMPILE_EVENT = '/jax/core/compile/backend_compile_duration'
 XLA_DEFAULT = 'default'  # `--sweep xla.<option>=default,...`: the option left unset.
 MAX_EXTRA_WARMUP = 10  # calls after --warmup that may still compile before we give up.
@@ -79,6 +87,7 @@ class Options:
   overrides: tuple[tuple[str, Any], ...] = ()  # model fields, e.g. (('fused_qkv', False),)
   xla_options: tuple[tuple[str, str], ...] = ()  # compiler options of this compile.
   num_classes: int = 1000
+  devices: int | None = None  # mesh size: the first `devices` devices; None = all.
 
 
 def check_options(opts: Options) -> None:
@@ -95,7 +104,10 @@ def check_options(opts: Options) -> None:
   if opts.remat != REMAT_OFF and opts.remat not in remat_lib.POLICIES:
     raise ValueError(f'--remat {opts.remat!r}; use {REMAT_OFF!r} or one of '
                      f'{sorted(remat_lib.POLICIES)}')
-  for name, value in (('res', opts.res), ('batch', opts.batch)):
+  sizes = [('res', opts.res), ('batch', opts.batch)]
+  if opts.devices is not None:
+    sizes.append(('devices', opts.devices))
+  for name, value in sizes:
     if not isinstance(value, int) or value < 1:
       raise ValueError(f'--{name} {value!r} must be a positive int, e.g. --{name} 8')
   clash = {'remat', 'remat_policy', 'dtype', 'matmul_dtype', 'image_size'} & {
@@ -138,12 +150,22 @@ def build_run(opts: Options) -> train.Run:
   """Config, mesh, model and optimiser as train.train_and_evaluate builds them."""
   config = make_config(opts)
   train.check_config(config)
-  mesh = sharding.make_mesh()
+  mesh = sharding.make_mesh(mesh_devices(opts))
   sharding.check_batch_sizes(config.batch_size, config.eval_batch_size, 1, mesh)
   model = train.create_model(config, opts.num_classes)  # checks overrides and sizes.
   info = types.SimpleNamespace(num_classes=opts.num_classes)
   return train.Run(config=config, workdir='', mesh=mesh, model=model,
                    tx=optim.make_optimizer(config), info=info)
+
+
+def mesh_devices(opts: Options) -> list[jax.Device] | None:
+  """The first `opts.devices` devices (None: all, make_mesh's topology order)."""
+  if opts.devices is None:
+    return None
+  if opts.devices > jax.device_count():
+    raise ValueError(f'devices={opts.devices} but this process has '
+                     f'{jax.device_count()}; on CPU add --cpu_devices {opts.devices}')
+  return jax.devices()[:opts.devices]
 
 
 def _random_batch(run: train.Run, with_mask: bool) -> dict[str, jax.Array]:
@@ -278,8 +300,9 @@ def interleaved_times(timers: list[Callable[[], float]], rounds: int,
 # ----------------------------------------------------------------------------------------
 def describe(opts: Options) -> str:
   extra = ''.join(f' {k}={v}' for k, v in opts.overrides + opts.xla_options)
+  mesh = f' on {opts.devices} device(s)' if opts.devices else ''
   return (f'{opts.model} {opts.res}px batch {opts.batch} {opts.dtype} {opts.mode} '
-          f'remat={opts.remat}{extra}')
+          f'remat={opts.remat}{extra}{mesh}')
 
 
 def peak_memory() -> tuple[int | None, str]:
@@ -339,6 +362,9 @@ def record(p: Prepared, seconds: list[float], cpu_peaks: dict[str, float],
       'model': opts.model, 'res': opts.res, 'batch': opts.batch, 'dtype': opts.dtype,
       'mode': opts.mode, 'optimizer': opts.optimizer, 'remat': opts.remat,
       'overrides': dict(opts.overrides), 'xla_options': dict(opts.xla_options),
+      'mesh_devices': p.run.mesh.size,
+      'step_compiler_options': {**cpu_devices.step_compiler_options(p.run.mesh),
+                                **dict(opts.xla_options)},
       'steps': len(seconds), 'warmup_calls': p.warmup_calls,
       'compile_seconds': p.compile_seconds,
       'ms_per_step': 1e3 * median, 'ms_per_step_min': 1e3 * min(seconds),
@@ -423,6 +449,13 @@ def parse_value(raw: str):
     return raw
 
 
+def xla_option_value(raw: str) -> bool | int | str:
+  """XLA's option parser takes bools and ints typed: 'false' -> False, '4' -> 4."""
+  if raw.lower() in ('true', 'false'):
+    return raw.lower() == 'true'
+  return int(raw) if raw.lstrip('-').isdigit() else raw
+
+
 def split_assignment(item: str, flag: str) -> tuple[str, str]:
   key, sep, value = item.partition('=')
   if not sep or not key:
@@ -434,11 +467,11 @@ def split_assignment(item: str, flag: str) -> tuple[str, str]:
 def with_value(opts: Options, key: str, raw: str) -> Options:
   """`opts` with one option, model override or `xla.<option>` set from a string."""
   if key.startswith('xla.'):
-    options = dict(opts.xla_options, **{key[4:]: raw})
+    options = dict(opts.xla_options, **{key[4:]: xla_option_value(raw)})
     if raw == XLA_DEFAULT:
       del options[key[4:]]
     return dataclasses.replace(opts, xla_options=tuple(sorted(options.items())))
-  if key in ('res', 'batch'):
+  if key in INT_KEYS:
     try:
       return dataclasses.replace(opts, **{key: int(raw)})
     except ValueError:
@@ -491,6 +524,10 @@ def parser() -> argparse.ArgumentParser:
                       f"commas; for xla.<option>, {XLA_DEFAULT!r} leaves it unset and "
                       "'' is the empty value (e.g. xla.xla_cpu_experimental_ynn_"
                       "fusion_type=default, compares YNNPACK on and off)")
+  p.add_argument('--devices', type=int, default=None,
+                 help='mesh size: the first N devices (default: all)')
+  p.add_argument('--cpu_devices', default=None,
+                 help="CPU: expose N devices ('auto' = one per core) before JAX starts")
   p.add_argument('--steps', type=int, default=10, help='timed rounds')
   p.add_argument('--warmup', type=int, default=2, help='minimum untimed calls')
   p.add_argument('--json', default=None, help='file to append the JSON lines to')
@@ -501,7 +538,8 @@ def options_from_args(args) -> list[Options]:
   if args.steps < 1 or args.warmup < 1:
     raise ValueError(f'--steps {args.steps} and --warmup {args.warmup} must be >= 1')
   base = Options(model=args.model, res=args.res, batch=args.batch, dtype=args.dtype,
-                 mode=args.mode, optimizer=args.optimizer, remat=args.remat)
+                 mode=args.mode, optimizer=args.optimizer, remat=args.remat,
+                 devices=args.devices)
   for item in args.override:
     base = with_value(base, *split_assignment(item, '--override'))
   if args.attention_impl is not None:
@@ -519,6 +557,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
   cli = parser()
   args = cli.parse_args(argv)
   try:
+    if args.cpu_devices is not None:
+      cpu_devices.configure(args.cpu_devices)  # before anything starts a backend.
     configs = options_from_args(args)
     lines = measure(configs, args.steps, args.warmup,
                     log=lambda msg: print(msg, file=sys.stderr, flush=True))

@@ -30,6 +30,9 @@ _COORDINATOR = flags.DEFINE_string(
     'coordinator_address', None, 'HOST:PORT of process 0, for multi-process runs.')
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes in the run.')
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process, 0..N-1.')
+_CPU_DEVICES = flags.DEFINE_string(
+    'cpu_devices', None, "CPU only: expose N CPU devices ('auto' = one per core) and "
+    'train data-parallel over them; vit_jax/cpu_devices.py says when it helps.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -65,6 +68,12 @@ def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   log_filters.install()
+  if _CPU_DEVICES.value is not None:
+    from vit_jax import cpu_devices  # pylint: disable=import-outside-toplevel
+    try:
+      cpu_devices.configure(_CPU_DEVICES.value)  # before any backend exists.
+    except ValueError as e:
+      raise app.UsageError(str(e)) from None
   initialize_distributed()
   import jax  # pylint: disable=import-outside-toplevel
   from vit_jax import train  # pylint: disable=import-outside-toplevel

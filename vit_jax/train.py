@@ -25,6 +25,7 @@ from etils import epath
 from jax.experimental import multihost_utils
 
 from vit_jax import cost
+from vit_jax import cpu_devices
 from vit_jax import input_pipeline
 from vit_jax import models
 from vit_jax import optim
@@ -209,7 +210,7 @@ def compile_steps(run: Run, state: steps.TrainState,
   """Compiles the train step ahead of time; records its FLOPs and the compile time.
 
   compiler_options: XLA options for this compilation only (the benchmark compares
-  XLA:CPU flags in one process with them).
+  XLA:CPU flags in one process with them), on top of cpu_devices' defaults.
   """
   config, mesh = run.config, run.mesh
   batch_sharding = sharding.batch_sharding(mesh)
@@ -222,8 +223,10 @@ def compile_steps(run: Run, state: steps.TrainState,
   jitted = steps.jit_train_step(
       model=run.model, tx=run.tx, config=config, state_sharding=run.state_sharding,
       batch_sharding=batch_sharding, replicated=sharding.replicated(mesh))
+  # Several CPU devices in this process: one thread each (vit_jax/cpu_devices.py).
+  options = {**cpu_devices.step_compiler_options(mesh), **(compiler_options or {})}
   start = time.perf_counter()
-  run.train_step = jitted.lower(state, batch).compile(compiler_options)
+  run.train_step = jitted.lower(state, batch).compile(options or None)
   run.compile_seconds = time.perf_counter() - start
   check_cpu_bf16_dots(run.train_step, config, mesh)
   run.flops_per_step, run.flops_source = step_flops(run, state, batch)

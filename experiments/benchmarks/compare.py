@@ -8,7 +8,8 @@ In each group our entries (--ours name:assignments, as in variants.py; default: 
 and bf16_matmul) run in this process through `vit_jax.benchmark`, and each timm entry
 (--timm none|bf16: float32 or bf16 autocast) runs in its own worker process
 (compare_timm.py, in the torch venv given by --torch_python) that waits on a pipe
-while the others run. Everything is built and warmed up first, then timed in rounds,
+while the others run. With --cpu_devices N, an entry `name:devices=N` runs our step
+data-parallel over N CPU devices (vit_jax/cpu_devices.py). Everything is built and warmed up first, then timed in rounds,
 one step of every entry per round, so machine-speed drift hits all of them alike.
 
 Each entry writes one JSON line (`framework`: 'vit_jax' or 'pytorch+timm'). timm's
@@ -28,6 +29,7 @@ import sys
 import jax
 
 from vit_jax import benchmark
+from vit_jax import cpu_devices
 
 import variants  # pylint: disable=g-bad-import-order  (this folder's script)
 
@@ -97,7 +99,8 @@ def timm_record(worker: TimmWorker, model: str, batch: int, seconds: list[float]
 
 def run_group(args, group: str) -> list[dict]:
   model, batch = GROUPS[group]
-  base = benchmark.Options(model=model, res=224, batch=batch)
+  # One device unless a variant says devices=N (with --cpu_devices N).
+  base = benchmark.Options(model=model, res=224, batch=batch, devices=1)
   ours = [variants.parse_variant(base, text) for text in args.ours]
   load_start = os.getloadavg()
   log = functools.partial(print, file=sys.stderr, flush=True)
@@ -135,7 +138,11 @@ def main(argv=None) -> None:
   p.add_argument('--steps', type=int, default=10)
   p.add_argument('--warmup', type=int, default=2)
   p.add_argument('--json', default=None)
+  p.add_argument('--cpu_devices', default=None,
+                 help='CPU devices of this process, for --ours name:devices=N entries')
   args = p.parse_args(argv)
+  if args.cpu_devices is not None:
+    cpu_devices.configure(args.cpu_devices)  # before any JAX backend starts.
   args.ours = args.ours or list(DEFAULT_OURS)
   args.timm = args.timm or list(DEFAULT_TIMM)
   if not os.path.exists(args.torch_python):
