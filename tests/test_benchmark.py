@@ -49,6 +49,8 @@ def test_reported_numbers_are_present_and_positive(sweep_lines):
     assert line['devices'] == jax.device_count() == 8
     assert line['xla_memory_bytes']['argument'] > 0
     assert line['warmup_calls'] >= 1 and line['steps'] == 2
+    assert line['minor_page_faults_per_step'] >= 0
+    assert line['host_malloc'] == 'default'  # this test process was not restarted.
 
 
 def test_flops_per_step_agree_with_analytic_macs(sweep_lines):
@@ -78,6 +80,7 @@ def test_flops_per_step_agree_with_analytic_macs(sweep_lines):
     (['--sweep', 'devices=0'], "--devices 0 must be a positive int"),
     (['--cpu_devices', 'many'], "cpu_devices='many': expected 'auto' or a positive int"),
     (['--devices', '3'], 'must be divisible by devices (3)'),
+    (['--cpu_malloc'], '--cpu_malloc needs a process of its own'),
 ])
 def test_bad_flags_fail_before_any_compile(argv, message, capsys):
   with benchmark.CompileCounter() as compiles, pytest.raises(SystemExit):

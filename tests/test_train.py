@@ -291,3 +291,20 @@ def test_checkpoint_dir_keeps_gcs_urls_and_absolutises_local_paths():
   assert train_checkpoint.checkpoint_dir('gs://bucket/run') == 'gs://bucket/run/checkpoints'
   assert train_checkpoint.checkpoint_dir('run') == os.path.join(os.getcwd(), 'run',
                                                                 'checkpoints')
+
+
+def test_main_cpu_flags_restart_with_malloc_settings_and_use_two_devices(
+    tmp_path, demo_data_dir, compile_cache):
+  """--cpu_malloc re-executes the command with host_malloc's settings (logged by the
+  child), and --cpu_devices=2 gives the mesh 2 CPU devices; the run still trains."""
+  env = main_env(compile_cache)
+  del env['XLA_FLAGS']  # the device count must come from --cpu_devices alone.
+  proc = subprocess.run(
+      main_command(tmp_path, demo_data_dir, '--cpu_malloc', '--cpu_devices=2',
+                   '--config.total_steps=8', '--config.eval_every_steps=8'),
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  assert "glibc malloc settings: {'MALLOC_ARENA_MAX': '1'" in proc.stderr
+  assert '2 local / 2 global devices' in proc.stderr
+  summary = json.loads((tmp_path / 'cost_summary.json').read_text())
+  assert (summary['final_step'], summary['num_devices']) == (8, 2)

@@ -5,7 +5,7 @@
       [--warmup 2] [--json out.json] [--sweep res=224,384,448] \\
       [--override attention_impl=xla] [--remat dots_saveable] [--optimizer adam] \\
       [--xla_option xla_cpu_experimental_ynn_fusion_type=] \\
-      [--cpu_devices 2 --sweep devices=1,2]
+      [--cpu_devices 2 --sweep devices=1,2] [--cpu_malloc]
 
 What is timed is what the training loop runs: configs/common.py's config with the
 model, resolution, batch and dtype set from the flags; model, optimiser
@@ -27,7 +27,8 @@ vendor figure in `cost.DEVICE_SPECS`.
 `--cpu_devices N` makes the CPU backend N devices (vit_jax/cpu_devices.py) and
 `devices` (a flag or sweep key) is the size of each configuration's mesh, the first
 `devices` devices (default: all), so one process compares a one-device step with a
-data-parallel one. Rates per core always count the host's cores once.
+data-parallel one. Rates per core always count the host's cores once. `--cpu_malloc`
+restarts the command with vit_jax/host_malloc.py's glibc settings (JSON `host_malloc`).
 
 Output: one JSON line per configuration on stdout, also appended to --json.
 """
@@ -56,12 +57,18 @@ import numpy as np
 from configs import common
 from vit_jax import cost
 from vit_jax import cpu_devices
+from vit_jax import host_malloc
 from vit_jax import optim
 from vit_jax import sharding
 from vit_jax import steps
 from vit_jax import train
 from vit_jax.models import registry
 from vit_jax.models import remat as remat_lib
+
+try:
+  import resource  # POSIX only: page faults per step, peak RSS.
+except ImportError:  # Windows.
+  resource = None
 
 MODES = ('train', 'infer')
 REMAT_OFF = 'off'
@@ -144,6 +151,7 @@ class Prepared:
   xla_memory: dict[str, int]
   compiled: Any = None  # the jax.stages.Compiled step (HLO, cost and memory analyses).
   warmup_calls: int = 0
+  page_faults: list[int] = dataclasses.field(default_factory=list)  # per timed call.
 
 
 def build_run(opts: Options) -> train.Run:
@@ -274,9 +282,17 @@ def warm_up(prepared: Prepared, min_calls: int) -> int:
 
 
 def time_call(prepared: Prepared) -> float:
+  """Seconds of one step; also notes the process's minor page faults during it
+  (vit_jax/host_malloc.py: XLA:CPU's temp buffer faulted in afresh every step)."""
+  def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt if resource else 0
+  before = faults()
   start = time.perf_counter()
   jax.block_until_ready(prepared.call())
-  return time.perf_counter() - start
+  seconds = time.perf_counter() - start
+  if resource:
+    prepared.page_faults.append(faults() - before)
+  return seconds
 
 
 def interleaved_times(timers: list[Callable[[], float]], rounds: int,
@@ -319,7 +335,8 @@ def peak_memory() -> tuple[int | None, str]:
           return int(line.split()[1]) * 1024, 'process peak RSS (VmHWM)'
   except OSError:
     pass
-  import resource  # pylint: disable=import-outside-toplevel  # POSIX only.
+  if resource is None:
+    return None, 'unavailable'
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, 'process peak RSS'
 
 
@@ -380,6 +397,8 @@ def record(p: Prepared, seconds: list[float], cpu_peaks: dict[str, float],
       'mfu': achieved / peak if achieved and peak else None,
       'xla_memory_bytes': p.xla_memory,
       'step_seconds': seconds,  # per round, in round order (paired comparisons).
+      'minor_page_faults_per_step': (statistics.median(p.page_faults)
+                                     if p.page_faults else None),
   }
   for dtype, value in cpu_peaks.items():
     name = 'bf16' if cost.uses_bf16_matmuls(dtype) else dtype
@@ -396,6 +415,7 @@ def run_context(devices_line: dict, load_start: tuple, configurations: int) -> d
   return dict(devices_line, peak_memory_bytes=memory, peak_memory_source=memory_source,
               load_average_start=load_start[0], load_average_end=os.getloadavg()[0],
               jax=jax.__version__, commit=git_commit(),
+              host_malloc=host_malloc.describe(),
               date=datetime.datetime.now(datetime.timezone.utc).isoformat(
                   timespec='seconds'))
 
@@ -528,6 +548,8 @@ def parser() -> argparse.ArgumentParser:
                  help='mesh size: the first N devices (default: all)')
   p.add_argument('--cpu_devices', default=None,
                  help="CPU: expose N devices ('auto' = one per core) before JAX starts")
+  p.add_argument('--cpu_malloc', action='store_true',
+                 help='restart with the glibc malloc settings of vit_jax/host_malloc.py')
   p.add_argument('--steps', type=int, default=10, help='timed rounds')
   p.add_argument('--warmup', type=int, default=2, help='minimum untimed calls')
   p.add_argument('--json', default=None, help='file to append the JSON lines to')
@@ -553,10 +575,23 @@ def options_from_args(args) -> list[Options]:
   return result
 
 
+def check_cpu_malloc(wanted: bool, in_process: bool) -> None:
+  """--cpu_malloc: restarts the command with host_malloc's settings (glibc reads them
+  at process start), which a caller that passed argv in-process cannot have."""
+  if not wanted or host_malloc.active():
+    return
+  if in_process:
+    raise ValueError('--cpu_malloc needs a process of its own: run python -m '
+                     'vit_jax.benchmark --cpu_malloc ..., or start Python with '
+                     + ' '.join(f'{k}={v}' for k, v in host_malloc.TUNED_ENV.items()))
+  host_malloc.reexec()
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
   cli = parser()
   args = cli.parse_args(argv)
   try:
+    check_cpu_malloc(args.cpu_malloc, in_process=argv is not None)
     if args.cpu_devices is not None:
       cpu_devices.configure(args.cpu_devices)  # before anything starts a backend.
     configs = options_from_args(args)

@@ -33,6 +33,9 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process, 0..N-1.')
 _CPU_DEVICES = flags.DEFINE_string(
     'cpu_devices', None, "CPU only: expose N CPU devices ('auto' = one per core) and "
     'train data-parallel over them; vit_jax/cpu_devices.py says when it helps.')
+_CPU_MALLOC = flags.DEFINE_bool(
+    'cpu_malloc', False, 'CPU: restart with glibc malloc settings that keep XLA from '
+    'page-faulting its temp buffer every step (vit_jax/host_malloc.py).')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -67,6 +70,10 @@ def initialize_distributed() -> None:
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if _CPU_MALLOC.value:
+    from vit_jax import host_malloc  # pylint: disable=import-outside-toplevel
+    host_malloc.reexec()  # returns only once the settings are in place.
+    logging.info('glibc malloc settings: %s', host_malloc.describe())
   log_filters.install()
   if _CPU_DEVICES.value is not None:
     from vit_jax import cpu_devices  # pylint: disable=import-outside-toplevel

@@ -30,6 +30,7 @@ import jax
 
 from vit_jax import benchmark
 from vit_jax import cpu_devices
+from vit_jax import host_malloc
 
 import variants  # pylint: disable=g-bad-import-order  (this folder's script)
 
@@ -46,6 +47,8 @@ class TimmWorker:
     self.amp = amp
     env = dict(os.environ, PYTHONWARNINGS='ignore')
     env.pop('PYTHONPATH', None)  # the torch venv must not see this repository's path.
+    for name in host_malloc.TUNED_ENV:  # timm as its users run it (it does not gain).
+      env.pop(name, None)
     self.proc = subprocess.Popen(
         [torch_python, os.path.join(HERE, 'compare_timm.py'), '--serve', '--model',
          model, '--batch', str(batch), '--res', str(res), '--amp', amp],
@@ -138,9 +141,13 @@ def main(argv=None) -> None:
   p.add_argument('--steps', type=int, default=10)
   p.add_argument('--warmup', type=int, default=2)
   p.add_argument('--json', default=None)
+  p.add_argument('--cpu_malloc', action='store_true',
+                 help='our process with vit_jax/host_malloc.py settings (timm: default)')
   p.add_argument('--cpu_devices', default=None,
                  help='CPU devices of this process, for --ours name:devices=N entries')
   args = p.parse_args(argv)
+  if args.cpu_malloc:
+    host_malloc.reexec()  # glibc reads them at process start.
   if args.cpu_devices is not None:
     cpu_devices.configure(args.cpu_devices)  # before any JAX backend starts.
   args.ours = args.ours or list(DEFAULT_OURS)
