@@ -9,7 +9,7 @@ device (`xla_cpu_multi_thread_eigen=False`) so the devices do not fight over cor
 Why: on the 2-core Zen 4 VM XLA keeps ~1.7 of 2 cores busy in a ViT-Ti/16 float32
 step (small ops run on one thread while the other waits); two single-threaded devices
 keep ~1.9 busy: 1.19x the step rate there (ViT-B/16 float32 1.05x, but bf16_matmul
-on B/16 0.72x: measure with `python -m vit_jax.benchmark --cpu_devices 2 --sweep
+on B/16 0.78x: measure with `python -m vit_jax.benchmark --cpu_devices 2 --sweep
 devices=1,2`; experiments/benchmarks/README.md). Results agree with one device up to
 float summation order (the gradient mean is taken over the mesh).
 

@@ -7,7 +7,7 @@ of kernel time (zeroing and faults) per ~1.4 s step on the 2-core VM, a quarter 
 the CPU time. With one arena, no mmap, no trimming and a 1 GiB top pad, the freed
 block stays in the heap and the next step reuses it: 0 faults per step. Measured
 (process alternation, medians, experiments/benchmarks/README.md): ViT-Ti/16 b16
-float32 1.25x, bf16_matmul 1.39x; ViT-B/16 b8 1.05x / 1.11x. PyTorch does not gain
+float32 1.32x, bf16_matmul 1.39x; ViT-B/16 b8 1.05x / 1.11x. PyTorch does not gain
 from the same settings (its CPU allocator already caches).
 
 Costs: memory freed by a step is not returned to the OS (RSS stays at its peak), and
