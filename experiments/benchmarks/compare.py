@@ -9,8 +9,10 @@ and bf16_matmul) run in this process through `vit_jax.benchmark`, and each timm 
 (--timm none|bf16: float32 or bf16 autocast) runs in its own worker process
 (compare_timm.py, in the torch venv given by --torch_python) that waits on a pipe
 while the others run. With --cpu_devices N, an entry `name:devices=N` runs our step
-data-parallel over N CPU devices (vit_jax/cpu_devices.py). Everything is built and warmed up first, then timed in rounds,
-one step of every entry per round, so machine-speed drift hits all of them alike.
+data-parallel over N CPU devices (vit_jax/cpu_devices.py); --cpu_malloc restarts this
+process with vit_jax/host_malloc.py's settings (the timm workers keep glibc's
+defaults). Everything is built and warmed up first, then timed in rounds, one step of
+every entry per round, so machine-speed drift hits all of them alike.
 
 Each entry writes one JSON line (`framework`: 'vit_jax' or 'pytorch+timm'). timm's
 FLOPs per step are taken from our XLA count for the same architecture (float32
