@@ -6,7 +6,7 @@ them back with munmap, so every step touches ~265,000 fresh 4 KiB pages: 0.5-0.6
 of kernel time (zeroing and faults) per ~1.4 s step on the 2-core VM, a quarter of
 the CPU time. With one arena, no mmap, no trimming and a 1 GiB top pad, the freed
 block stays in the heap and the next step reuses it: 0 faults per step. Measured
-(process alternation, medians, experiments/benchmarks/README.md): ViT-Ti/16 b16
+(one process each, back to back; medians; experiments/benchmarks/README.md): ViT-Ti/16 b16
 float32 1.32x, bf16_matmul 1.39x; ViT-B/16 b8 1.05x / 1.11x. PyTorch does not gain
 from the same settings (its CPU allocator already caches).
 
