@@ -150,6 +150,7 @@ class Prepared:
   flops_source: str
   xla_memory: dict[str, int]
   compiled: Any = None  # the jax.stages.Compiled step (HLO, cost and memory analyses).
+  compiler_options: dict = dataclasses.field(default_factory=dict)  # what it was compiled with.
   warmup_calls: int = 0
   page_faults: list[int] = dataclasses.field(default_factory=list)  # per timed call.
 
@@ -206,8 +207,8 @@ def prepare(opts: Options, run: train.Run | None = None) -> Prepared:
     def call():
       holder['state'], metrics = compiled(holder['state'], batch)  # state donated.
       return holder['state'], metrics
-    seconds = run.compile_seconds
-  else:
+    seconds, options = run.compile_seconds, run.compiler_options
+  else:  # the loop jits its eval step without options; only --xla_option ones here.
     batch = _random_batch(run, with_mask=True)
     params = state.params
     start = time.perf_counter()
@@ -220,7 +221,7 @@ def prepare(opts: Options, run: train.Run | None = None) -> Prepared:
     def call():
       return compiled(params, batch)
   return Prepared(opts, run, call, seconds, flops, source, xla_memory(compiled),
-                  compiled)
+                  compiled, dict(options or {}))
 
 
 def run_eval_compile(run: train.Run, params, batch, compiler_options):
@@ -284,14 +285,15 @@ def warm_up(prepared: Prepared, min_calls: int) -> int:
 def time_call(prepared: Prepared) -> float:
   """Seconds of one step; also notes the process's minor page faults during it
   (vit_jax/host_malloc.py: XLA:CPU's temp buffer faulted in afresh every step)."""
-  def faults():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt if resource else 0
-  before = faults()
+  if resource is None:  # Windows: time only.
+    start = time.perf_counter()
+    jax.block_until_ready(prepared.call())
+    return time.perf_counter() - start
+  before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
   start = time.perf_counter()
   jax.block_until_ready(prepared.call())
   seconds = time.perf_counter() - start
-  if resource:
-    prepared.page_faults.append(faults() - before)
+  prepared.page_faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
   return seconds
 
 
@@ -380,8 +382,7 @@ def record(p: Prepared, seconds: list[float], cpu_peaks: dict[str, float],
       'mode': opts.mode, 'optimizer': opts.optimizer, 'remat': opts.remat,
       'overrides': dict(opts.overrides), 'xla_options': dict(opts.xla_options),
       'mesh_devices': p.run.mesh.size,
-      'step_compiler_options': {**cpu_devices.step_compiler_options(p.run.mesh),
-                                **dict(opts.xla_options)},
+      'step_compiler_options': p.compiler_options,
       'steps': len(seconds), 'warmup_calls': p.warmup_calls,
       'compile_seconds': p.compile_seconds,
       'ms_per_step': 1e3 * median, 'ms_per_step_min': 1e3 * min(seconds),
@@ -470,10 +471,10 @@ def parse_value(raw: str):
 
 
 def xla_option_value(raw: str) -> bool | int | str:
-  """XLA's option parser takes bools and ints typed: 'false' -> False, '4' -> 4."""
-  if raw.lower() in ('true', 'false'):
-    return raw.lower() == 'true'
-  return int(raw) if raw.lstrip('-').isdigit() else raw
+  """XLA's option parser takes bools and ints typed: 'false' -> False, '4' -> 4;
+  anything else stays the string XLA parses ('DOT,ELTWISE' is not a tuple)."""
+  value = parse_value(raw)
+  return value if isinstance(value, int) else raw  # bool is an int.
 
 
 def split_assignment(item: str, flag: str) -> tuple[str, str]:

@@ -77,6 +77,7 @@ class Run:
   flops_per_step: float = 0.0  # global FLOPs of one update
   flops_source: str = ''
   compile_seconds: float = 0.0
+  compiler_options: dict = dataclasses.field(default_factory=dict)  # of the train step.
   peak_total: float | None = None  # FLOP/s of every device together
   kinds: dict = dataclasses.field(default_factory=dict)  # device_kind -> (count, cores)
   last_eval: dict = dataclasses.field(default_factory=dict)  # newest evaluate() result
@@ -224,9 +225,10 @@ def compile_steps(run: Run, state: steps.TrainState,
       model=run.model, tx=run.tx, config=config, state_sharding=run.state_sharding,
       batch_sharding=batch_sharding, replicated=sharding.replicated(mesh))
   # Several CPU devices in this process: one thread each (vit_jax/cpu_devices.py).
-  options = {**cpu_devices.step_compiler_options(mesh), **(compiler_options or {})}
+  run.compiler_options = {**cpu_devices.step_compiler_options(mesh),
+                          **(compiler_options or {})}
   start = time.perf_counter()
-  run.train_step = jitted.lower(state, batch).compile(options or None)
+  run.train_step = jitted.lower(state, batch).compile(run.compiler_options or None)
   run.compile_seconds = time.perf_counter() - start
   check_cpu_bf16_dots(run.train_step, config, mesh)
   run.flops_per_step, run.flops_source = step_flops(run, state, batch)

@@ -148,8 +148,7 @@ def main(argv=None) -> None:
   p.add_argument('--cpu_devices', default=None,
                  help='CPU devices of this process, for --ours name:devices=N entries')
   args = p.parse_args(argv)
-  if args.cpu_malloc:
-    host_malloc.reexec()  # glibc reads them at process start.
+  benchmark.check_cpu_malloc(args.cpu_malloc, in_process=argv is not None)
   if args.cpu_devices is not None:
     cpu_devices.configure(args.cpu_devices)  # before any JAX backend starts.
   args.ours = args.ours or list(DEFAULT_OURS)

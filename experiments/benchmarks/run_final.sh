@@ -8,7 +8,8 @@
 # venv of compare_timm.py, default /work/torchvenv/bin/python), STEPS (timed rounds,
 # default 8), CORES (CPU devices of the per-core entries, default nproc). Writes
 # JSON lines to OUT (default experiments/benchmarks/final.jsonl, appended) and
-# prints the README tables (summarize.py) at the end. Check `uptime` before and after: on a shared machine the numbers measure the other jobs too.
+# prints the README tables (summarize.py) at the end. Check `uptime` before and
+# after: on a shared machine the numbers measure the other jobs too.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${1:-experiments/benchmarks/final.jsonl}
