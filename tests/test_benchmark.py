@@ -75,6 +75,7 @@ def test_flops_per_step_agree_with_analytic_macs(sweep_lines):
     (['--steps', '0'], '--steps 0 and --warmup 2 must be >= 1'),
     (['--override', 'fused_qkv'], "--override 'fused_qkv': expected name=value"),
     (['--override', 'patch_drop=0.5'], "unknown override(s) ['patch_drop']"),
+    (['--override', 'attention_chunks=0'], 'attention_chunks=0: use a positive int'),
     (['--res', '250'], 'image size 250 is not divisible by the token stride 16'),
     (['--devices', '16'], 'devices=16 but this process has 8; on CPU add --cpu_devices 16'),
     (['--sweep', 'devices=0'], "--devices 0 must be a positive int"),
@@ -98,6 +99,8 @@ def test_devices_sweep_times_one_device_and_the_whole_mesh(tmp_path):
   assert lines[0]['step_compiler_options'] == {}
   assert lines[1]['step_compiler_options'] == {'xla_cpu_multi_thread_eigen': False}
   assert lines[0]['cores'] == lines[1]['cores'] == cost.host_cpu_cores()
+  # 8 devices in this process on fewer cores: no attention chunks by default.
+  assert [l['attention_chunks'] for l in lines] == [1, 1]
   # Same model work; each of the 8 devices also runs the replicated optimiser update
   # (7% more FLOPs on this 0.1 GFLOP model).
   assert 1.0 < lines[1]['flops_per_step'] / lines[0]['flops_per_step'] < 1.15

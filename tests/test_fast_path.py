@@ -1,7 +1,7 @@
 """No regression from the speed work: the fast paths compute what the plain path does.
 
-Fast path: fused QKV and/or jax.nn.dot_product_attention. Plain path: separate q/k/v
-matmuls and explicit einsum attention. Same parameters (the checkpoint format is one
+Fast path: fused QKV, jax.nn.dot_product_attention and/or attention in batch chunks.
+Plain path: separate q/k/v matmuls and explicit einsum attention over the whole batch. Same parameters (the checkpoint format is one
 tree for all), same batch, float32: logits and one SGD update of the real train step
 agree to 1e-5. The bf16-matmul mode (config dtype 'bf16_matmul') is not exact by
 design: it must differ from float32 (so it is really on) by a small, bounded amount.
@@ -62,6 +62,7 @@ def reference():
   config = _config('testing')
   config.model_overrides.fused_qkv = False
   config.model_overrides.attention_impl = 'einsum'
+  config.model_overrides.attention_chunks = 1
   params, batch = _params_and_batch(train.create_model(config, CLASSES))
   return params, batch, _logits_and_step(config, params, batch)
 
@@ -69,12 +70,32 @@ def reference():
 @pytest.mark.parametrize('overrides', [
     {'fused_qkv': True, 'attention_impl': 'einsum'},
     {'fused_qkv': True, 'attention_impl': 'xla'},
+    # 8 examples in chunks of 3, 3, 2 (tests see 8 devices, so the default there is 1).
+    {'fused_qkv': True, 'attention_impl': 'einsum', 'attention_chunks': 3},
+    {'fused_qkv': True, 'attention_impl': 'xla', 'attention_chunks': 3},
 ])
 def test_fast_path_equals_plain_path_in_float32(reference, overrides):
   params, batch, (ref_logits, ref_params) = reference
   config = _config('testing')
   config.model_overrides.update(overrides)
   logits, new_params = _logits_and_step(config, params, batch)
+  np.testing.assert_allclose(logits, ref_logits, atol=1e-5, rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5),
+               new_params, ref_params)
+
+
+def test_swin_attention_chunks_equal_one_batched_attention_in_float32():
+  """Swin's window attention in 3 batch chunks (with the shifted-window mask and the
+  relative-position bias) computes what one batched attention does."""
+  results = []
+  for chunks in (1, 3):
+    config = _config('Swin-testing')
+    config.model_overrides.attention_chunks = chunks
+    if not results:
+      params, batch = _params_and_batch(train.create_model(config, CLASSES))
+    results.append(_logits_and_step(config, params, batch))
+  (ref_logits, ref_params), (logits, new_params) = results
+  assert float(jnp.std(ref_logits)) > 0.1  # not a trivially zero output.
   np.testing.assert_allclose(logits, ref_logits, atol=1e-5, rtol=1e-5)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5),
                new_params, ref_params)

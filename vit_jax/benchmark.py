@@ -62,6 +62,7 @@ from vit_jax import optim
 from vit_jax import sharding
 from vit_jax import steps
 from vit_jax import train
+from vit_jax.models import attention_chunks
 from vit_jax.models import registry
 from vit_jax.models import remat as remat_lib
 
@@ -383,6 +384,8 @@ def record(p: Prepared, seconds: list[float], cpu_peaks: dict[str, float],
       'overrides': dict(opts.overrides), 'xla_options': dict(opts.xla_options),
       'mesh_devices': p.run.mesh.size,
       'step_compiler_options': p.compiler_options,
+      'attention_chunks': attention_chunks.resolve(  # per device, as the model traced it.
+          getattr(p.run.model, 'attention_chunks', 1), opts.batch // p.run.mesh.size),
       'steps': len(seconds), 'warmup_calls': p.warmup_calls,
       'compile_seconds': p.compile_seconds,
       'ms_per_step': 1e3 * median, 'ms_per_step_min': 1e3 * min(seconds),

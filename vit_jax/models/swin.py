@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vit_jax.models import attention_chunks as chunks_lib
 from vit_jax.models import matmul
 from vit_jax.models import registry
 from vit_jax.models import remat as remat_lib
@@ -126,7 +127,8 @@ class WindowAttention(nn.Module):
   """Multi-head self-attention inside each window, plus relative position bias.
 
   Input (batch, num_windows, N, C) with N = window^2 tokens; `mask`, if given, is
-  (num_windows, N, N) and is added to the logits of every head.
+  (num_windows, N, N) and is added to the logits of every head. `attention_chunks`:
+  see models/attention_chunks.py.
   """
 
   num_heads: int
@@ -136,6 +138,7 @@ class WindowAttention(nn.Module):
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
   matmul_dtype: Dtype | None = None  # see SwinTransformer.matmul_dtype.
+  attention_chunks: int | None = None  # see SwinTransformer.attention_chunks.
 
   @nn.compact
   def __call__(self, x, window: int, mask, *, train: bool):
@@ -148,19 +151,28 @@ class WindowAttention(nn.Module):
     qkv = dense(3 * c, name='qkv')(x).reshape(b, nw, n, 3, self.num_heads, head_dim)
     q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
     q = q * jnp.asarray(head_dim**-0.5, q.dtype)
+    attend = functools.partial(self._attend, bias=self._relative_bias(window),
+                               mask=mask, train=train)
+    if self.is_mutable_collection('intermediates'):
+      y = attend(q, k, v)  # one sown map per block.
+    else:
+      y = chunks_lib.over_batch(attend, self.attention_chunks, q, k, v)
+    y = dense(c, name='proj')(y.reshape(b, nw, n, c))
+    return nn.Dropout(self.dropout_rate)(y, deterministic=not train)
+
+  def _attend(self, q, k, v, *, bias, mask, train: bool):
+    """q, k, v (b, windows, N, heads, head_dim) -> (b, windows, N, heads, head_dim)."""
     logits = matmul.einsum('bwqhd,bwkhd->bwhqk', q, k,
                            self.matmul_dtype)  # (b, windows, heads, N, N)
-    logits = logits.astype(jnp.float32) + self._relative_bias(window)[None, None]
+    logits = logits.astype(jnp.float32) + bias[None, None]
     if mask is not None:
       logits = logits + jnp.asarray(mask)[None, :, None]
     # Softmax statistics in float32 even under bf16 compute.
     weights = jax.nn.softmax(logits, axis=-1)
     self.sow('intermediates', 'attention_weights', weights)  # (b, windows, heads, N, N)
     weights = nn.Dropout(self.attention_dropout_rate)(weights, deterministic=not train)
-    y = matmul.einsum('bwhqk,bwkhd->bwqhd', weights.astype(v.dtype), v,
-                      self.matmul_dtype)
-    y = dense(c, name='proj')(y.reshape(b, nw, n, c))
-    return nn.Dropout(self.dropout_rate)(y, deterministic=not train)
+    return matmul.einsum('bwhqk,bwkhd->bwqhd', weights.astype(v.dtype), v,
+                         self.matmul_dtype)
 
   def _relative_bias(self, window: int) -> jax.Array:
     """(heads, N, N) float32 bias gathered from the learned table."""
@@ -204,6 +216,7 @@ class SwinBlock(nn.Module):
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
   matmul_dtype: Dtype | None = None  # see SwinTransformer.matmul_dtype.
+  attention_chunks: int | None = None  # see SwinTransformer.attention_chunks.
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -229,7 +242,8 @@ class SwinBlock(nn.Module):
       x = jnp.roll(x, (-shift, -shift), axis=(1, 2))
     y = WindowAttention(self.num_heads, self.window_size, self.attention_dropout_rate,
                         self.dropout_rate, self.dtype, self.param_dtype,
-                        matmul_dtype=self.matmul_dtype, name='attn')(
+                        matmul_dtype=self.matmul_dtype,
+                        attention_chunks=self.attention_chunks, name='attn')(
                             window_partition(x, window), window, mask, train=train)
     y = window_merge(y, window, hp, wp)
     if shift:
@@ -279,6 +293,7 @@ class SwinStage(nn.Module):
   param_dtype: Dtype = jnp.float32
   matmul_dtype: Dtype | None = None  # see SwinTransformer.matmul_dtype.
   remat_policy: str = 'nothing_saveable'  # see SwinTransformer.remat_policy.
+  attention_chunks: int | None = None  # see SwinTransformer.attention_chunks.
 
   @nn.compact
   def __call__(self, x, *, train: bool):
@@ -290,7 +305,8 @@ class SwinStage(nn.Module):
       x = block_cls(self.num_heads, self.window_size, j % 2 == 1, self.mlp_ratio,
                     self.drop_path_rates[j], self.dropout_rate,
                     self.attention_dropout_rate, self.dtype, self.param_dtype,
-                    matmul_dtype=self.matmul_dtype, name=f'blocks_{j}')(x, train)
+                    matmul_dtype=self.matmul_dtype,
+                    attention_chunks=self.attention_chunks, name=f'blocks_{j}')(x, train)
     if self.downsample:
       x = PatchMerging(self.dtype, self.param_dtype, matmul_dtype=self.matmul_dtype,
                        name='downsample')(x)
@@ -348,6 +364,10 @@ class SwinTransformer(nn.Module):
   matmul_dtype: Dtype | None = None
   # What a remat'ed block keeps (models/remat.py); used only with remat=True.
   remat_policy: str = 'nothing_saveable'
+  # Window attention in this many independent batch chunks (same math; None: chunks
+  # of 2 examples where one CPU device spans several cores, so XLA keeps them busy).
+  # models/attention_chunks.py.
+  attention_chunks: int | None = None
 
   def __post_init__(self):
     object.__setattr__(self, 'image_size',
@@ -382,7 +402,9 @@ class SwinTransformer(nn.Module):
                     i < len(self.depths) - 1, self.mlp_ratio, self.dropout_rate,
                     self.attention_dropout_rate, self.remat, self.dtype,
                     self.param_dtype, matmul_dtype=self.matmul_dtype,
-                    remat_policy=self.remat_policy, name=f'layers_{i}')(x, train=train)
+                    remat_policy=self.remat_policy,
+                    attention_chunks=self.attention_chunks,
+                    name=f'layers_{i}')(x, train=train)
     x = nn.LayerNorm(epsilon=_LN_EPSILON, dtype=self.dtype,
                      param_dtype=self.param_dtype, name='norm')(x)
     x = jnp.mean(x, axis=(1, 2))  # global average pool: (batch, C_last)
@@ -451,6 +473,7 @@ def _check_config(m: SwinTransformer) -> None:
                      'must be positive ints')
   _check_image_size(m.image_size, m.patch_size)
   remat_lib.check_policy(m.remat_policy)
+  chunks_lib.check(m.attention_chunks)
   if len(m.depths) != len(m.num_heads) or not m.depths:
     raise ValueError(f'depths {m.depths} and num_heads {m.num_heads} need one entry '
                      'per stage each (same, non-zero length)')

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage as scipy_ndimage
 
+from vit_jax.models import attention_chunks as chunks_lib
 from vit_jax.models import matmul
 from vit_jax.models import registry
 from vit_jax.models import remat as remat_lib
@@ -76,6 +77,7 @@ class MultiHeadDotProductAttention(nn.Module):
   `fused_qkv` concatenates the three kernels inside the step (one matmul, same params).
   `attention_impl`: 'einsum' (explicit, can sow weights) or 'xla'
   (`jax.nn.dot_product_attention`: cuDNN flash attention on GPU where it applies).
+  `attention_chunks`: see models/attention_chunks.py.
   """
 
   num_heads: int
@@ -85,6 +87,7 @@ class MultiHeadDotProductAttention(nn.Module):
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
   matmul_dtype: Optional[Dtype] = None  # see VisionTransformer.matmul_dtype.
+  attention_chunks: Optional[int] = None  # see VisionTransformer.attention_chunks.
 
   @nn.compact
   def __call__(self, x, *, deterministic: bool):
@@ -115,6 +118,13 @@ class MultiHeadDotProductAttention(nn.Module):
     return jnp.split(qkv, 3, axis=2)
 
   def _attend(self, q, k, v, deterministic: bool):
+    if self.is_mutable_collection('intermediates'):
+      return self._attend_batch(q, k, v, deterministic)  # one sown map per layer.
+    return chunks_lib.over_batch(
+        functools.partial(self._attend_batch, deterministic=deterministic),
+        self.attention_chunks, q, k, v)
+
+  def _attend_batch(self, q, k, v, deterministic: bool):
     wants_weights = self.is_mutable_collection('intermediates')
     needs_dropout = self.dropout_rate > 0 and not deterministic
     if self.attention_impl == 'xla' and not (wants_weights or needs_dropout):
@@ -146,6 +156,7 @@ class Encoder1DBlock(nn.Module):
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
   matmul_dtype: Optional[Dtype] = None  # see VisionTransformer.matmul_dtype.
+  attention_chunks: Optional[int] = None  # see VisionTransformer.attention_chunks.
 
   @nn.compact
   def __call__(self, x, deterministic: bool):
@@ -157,7 +168,7 @@ class Encoder1DBlock(nn.Module):
     y = MultiHeadDotProductAttention(
         self.num_heads, self.attention_dropout_rate, self.fused_qkv,
         self.attention_impl, self.dtype, self.param_dtype,
-        matmul_dtype=self.matmul_dtype,
+        matmul_dtype=self.matmul_dtype, attention_chunks=self.attention_chunks,
         name='MultiHeadDotProductAttention_0')(y, deterministic=deterministic)
     y = nn.Dropout(self.dropout_rate)(y, deterministic=deterministic)
     x = x + drop_path(y, deterministic=deterministic)
@@ -213,6 +224,7 @@ class Encoder(nn.Module):
   param_dtype: Dtype = jnp.float32
   matmul_dtype: Optional[Dtype] = None  # see VisionTransformer.matmul_dtype.
   remat_policy: str = 'nothing_saveable'  # see VisionTransformer.remat_policy.
+  attention_chunks: Optional[int] = None  # see VisionTransformer.attention_chunks.
 
   @nn.compact
   def __call__(self, x, *, train: bool, patch_keep=None):
@@ -231,6 +243,7 @@ class Encoder(nn.Module):
                     self.attention_dropout_rate, rate, self.fused_qkv,
                     self.attention_impl, self.dtype, self.param_dtype,
                     matmul_dtype=self.matmul_dtype,
+                    attention_chunks=self.attention_chunks,
                     name=f'encoderblock_{i}')(x, not train)
       self.sow('intermediates', 'block_outputs', x)  # (batch, tokens, D)
     return nn.LayerNorm(epsilon=_LN_EPSILON, dtype=self.dtype,
@@ -300,6 +313,10 @@ class VisionTransformer(nn.Module):
   matmul_dtype: Optional[Dtype] = None
   # What a remat'ed block keeps (models/remat.py); used only with remat=True.
   remat_policy: str = 'nothing_saveable'
+  # Attention in this many independent batch chunks (same math; None: chunks of 2
+  # examples where one CPU device spans several cores, so XLA keeps them busy, else 1).
+  # models/attention_chunks.py.
+  attention_chunks: Optional[int] = None
 
   def __post_init__(self):
     object.__setattr__(self, 'image_size',
@@ -344,6 +361,7 @@ class VisionTransformer(nn.Module):
                 self.attention_dropout_rate, self.stochastic_depth, self.remat,
                 self.fused_qkv, self.attention_impl, self.dtype, self.param_dtype,
                 matmul_dtype=self.matmul_dtype, remat_policy=self.remat_policy,
+                attention_chunks=self.attention_chunks,
                 name='Transformer')(x, train=train, patch_keep=patch_keep)
     x = x[:, 0] if self.classifier == 'token' else jnp.mean(x, axis=1)
     if self.representation_size is not None:
@@ -365,6 +383,7 @@ def _check_config(m: VisionTransformer) -> None:
   if m.attention_impl not in ('einsum', 'xla'):
     raise ValueError(f"attention_impl {m.attention_impl!r}: use 'einsum' or 'xla'")
   remat_lib.check_policy(m.remat_policy)
+  chunks_lib.check(m.attention_chunks)
   if m.hidden_size % m.num_heads:
     raise ValueError(f'hidden_size {m.hidden_size} is not divisible by num_heads '
                      f'{m.num_heads}')
