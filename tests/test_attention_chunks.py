@@ -4,28 +4,41 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+from configs import common
 from vit_jax import models
+from vit_jax import sharding
+from vit_jax import train
 from vit_jax.models import attention_chunks
 
 
-@pytest.mark.parametrize('backend, devices, cores, expected', [
-    ('cpu', 1, 2, 8),   # one device, XLA threads on 2 cores: 8 chunks of 2.
-    ('cpu', 2, 2, 1),   # --cpu_devices=2: one thread per device, nothing to fill.
-    ('cpu', 8, 2, 1),   # simulated devices (the tests' own setup).
-    ('cpu', 1, 1, 1),   # a single core.
-    ('gpu', 1, 16, 1),  # accelerators: one batched kernel.
+@pytest.mark.parametrize('backend, cores, expected', [
+    ('cpu', 2, 8),   # XLA threads on 2 cores: 8 chunks of 2 (the measured win).
+    ('cpu', 1, 1),   # a single core: nothing to fill.
+    ('gpu', 16, 1),  # accelerators: one batched kernel.
 ])
-def test_default_chunks_follow_the_backend_and_cores(monkeypatch, backend, devices,
-                                                     cores, expected):
+def test_default_chunks_follow_the_backend_and_cores(monkeypatch, backend, cores,
+                                                     expected):
   monkeypatch.setattr(jax, 'default_backend', lambda: backend)
-  monkeypatch.setattr(jax, 'local_device_count', lambda: devices)
   monkeypatch.setattr(attention_chunks.cost, 'host_cpu_cores', lambda: cores)
   assert attention_chunks.resolve(None, batch=16) == expected
 
 
+def test_one_thread_per_device_meshes_get_one_chunk():
+  """train.create_model: a mesh of several CPU devices in this process is compiled
+  with one XLA thread each (cpu_devices), so attention is not split there; a
+  one-device mesh keeps the default, and an explicit override always wins."""
+  config = common.get_config()
+  config.model, config.image_size = 'testing', 32
+  one, all_devices = (sharding.make_mesh(d) for d in (jax.devices()[:1], None))
+  assert train.create_model(config, 3, one).attention_chunks is None
+  assert train.create_model(config, 3, all_devices).attention_chunks == 1
+  assert train.create_model(config, 3).attention_chunks is None
+  config.model_overrides.attention_chunks = 2
+  assert train.create_model(config, 3, all_devices).attention_chunks == 2
+
+
 def test_default_cpu_chunks_hold_two_examples_up_to_eight_chunks(monkeypatch):
   monkeypatch.setattr(jax, 'default_backend', lambda: 'cpu')
-  monkeypatch.setattr(jax, 'local_device_count', lambda: 1)
   monkeypatch.setattr(attention_chunks.cost, 'host_cpu_cores', lambda: 2)
   sizes = {b: attention_chunks.resolve(None, batch=b) for b in (1, 2, 5, 8, 16, 256)}
   assert sizes == {1: 1, 2: 1, 5: 3, 8: 4, 16: 8, 256: 8}

@@ -70,7 +70,7 @@ def reference():
 @pytest.mark.parametrize('overrides', [
     {'fused_qkv': True, 'attention_impl': 'einsum'},
     {'fused_qkv': True, 'attention_impl': 'xla'},
-    # 8 examples in chunks of 3, 3, 2 (tests see 8 devices, so the default there is 1).
+    # 8 examples in chunks of 3, 3, 2 (the CPU default: 4 chunks of 2).
     {'fused_qkv': True, 'attention_impl': 'einsum', 'attention_chunks': 3},
     {'fused_qkv': True, 'attention_impl': 'xla', 'attention_chunks': 3},
 ])

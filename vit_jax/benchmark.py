@@ -162,7 +162,7 @@ def build_run(opts: Options) -> train.Run:
   train.check_config(config)
   mesh = sharding.make_mesh(mesh_devices(opts))
   sharding.check_batch_sizes(config.batch_size, config.eval_batch_size, 1, mesh)
-  model = train.create_model(config, opts.num_classes)  # checks overrides and sizes.
+  model = train.create_model(config, opts.num_classes, mesh)  # checks overrides, sizes.
   info = types.SimpleNamespace(num_classes=opts.num_classes)
   return train.Run(config=config, workdir='', mesh=mesh, model=model,
                    tx=optim.make_optimizer(config), info=info)

@@ -12,11 +12,12 @@ example were no better, chunks of 4 a little worse (experiments/benchmarks/READM
 attempt 17). Each example's arithmetic is the same; logits agree with one chunk to
 ~1e-6 (XLA fuses and sums the gradients in a different order).
 
-`chunks=None` (the models' default) means chunks of 2 examples (at most 8 chunks)
-where one CPU device spans several cores, else 1. On a GPU or TPU one batched kernel
-already fills the device, and splitting it would only add launches. With one device
-per core (`--cpu_devices`, one XLA thread each) there is no idle core to fill: 4
-chunks there cost 0.75x (float32) and 0.88x (bf16_matmul) on ViT-Ti/16.
+`chunks=None` (the models' default) means chunks of 2 examples (at most 8 chunks) on
+the CPU backend of a host with several cores, else 1. On a GPU or TPU one batched
+kernel already fills the device, and splitting it would only add launches. With one
+device per core (`--cpu_devices`, one XLA thread each) there is no idle core to fill:
+4 chunks there cost 0.75x (float32) and 0.88x (bf16_matmul) on ViT-Ti/16, so
+`train.create_model` sets 1 for such a mesh.
 """
 from __future__ import annotations
 
@@ -36,23 +37,18 @@ def check(chunks: Optional[int]) -> None:
   if chunks is not None and (isinstance(chunks, bool) or not isinstance(chunks, int)
                              or chunks < 1):
     raise ValueError(f'attention_chunks={chunks!r}: use a positive int (1 = one '
-                     f'batched attention) or None (chunks of 2 examples where a CPU '
-                     f'device has several cores, else 1)')
+                     f'batched attention) or None (chunks of 2 examples on a '
+                     f'multi-core CPU, else 1)')
 
 
 def resolve(chunks: Optional[int], batch: int) -> int:
   """How many pieces a batch of `batch` examples is cut into (at most one each)."""
   if chunks is None:
     chunks = 1
-    if _cpu_device_spans_cores():
+    if jax.default_backend() == 'cpu' and cost.host_cpu_cores() > 1:
       chunks = min(CPU_MAX_CHUNKS, -(-batch // CPU_EXAMPLES_PER_CHUNK))
   return max(1, min(chunks, batch))
 
-
-def _cpu_device_spans_cores() -> bool:
-  """True on the CPU backend with fewer local devices than cores (XLA's threads idle)."""
-  return (jax.default_backend() == 'cpu'
-          and jax.local_device_count() < cost.host_cpu_cores())
 
 
 def over_batch(attend: Callable[..., jax.Array], chunks: Optional[int],

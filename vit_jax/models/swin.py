@@ -365,7 +365,7 @@ class SwinTransformer(nn.Module):
   # What a remat'ed block keeps (models/remat.py); used only with remat=True.
   remat_policy: str = 'nothing_saveable'
   # Window attention in this many independent batch chunks (same math; None: chunks
-  # of 2 examples where one CPU device spans several cores, so XLA keeps them busy).
+  # of 2 examples on a multi-core CPU, so XLA keeps every core busy, else 1).
   # models/attention_chunks.py.
   attention_chunks: int | None = None
 

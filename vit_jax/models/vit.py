@@ -314,7 +314,7 @@ class VisionTransformer(nn.Module):
   # What a remat'ed block keeps (models/remat.py); used only with remat=True.
   remat_policy: str = 'nothing_saveable'
   # Attention in this many independent batch chunks (same math; None: chunks of 2
-  # examples where one CPU device spans several cores, so XLA keeps them busy, else 1).
+  # examples on a multi-core CPU, so XLA keeps every core busy, else 1).
   # models/attention_chunks.py.
   attention_chunks: Optional[int] = None
 
