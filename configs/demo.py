@@ -22,10 +22,10 @@ position embeddings (0.2 M parameters). Pretraining at 16 px (4x4 tokens), fine-
 32 px (8x8 tokens): the position embeddings are resampled 4x4 -> 8x8 (corner-aligned
 bilinear, as the ViT paper) and the head is replaced by a zero head for 10 classes.
 
-Hardware: 2 CPU cores. Time: 8.2 min measured on 2 free cores, dataset rendering
-included (11.4 min with another job holding one core; experiments/demo/README.md).
-Expected result (deterministic; measured): upstream accuracy 0.645, downstream 0.531
-after pretraining vs 0.130 from scratch (chance 0.10).
+Hardware: 2 CPU cores. Time: 7.6 min measured on 2 free cores with the dataset already
+rendered (+~35 s to render it; 12.1 min with the test suite alongside;
+experiments/demo/README.md). Expected result (deterministic; measured): upstream
+accuracy 0.594, downstream 0.521 after pretraining vs 0.130 from scratch (chance 0.10).
 
 Arguments: phase=pretrain|finetune|scratch, init=<pretraining workdir> (finetune),
 steps=<int> (0: the phase's default), posemb=learned|sincos2d|none and
