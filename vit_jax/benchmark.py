@@ -286,16 +286,17 @@ def warm_up(prepared: Prepared, min_calls: int) -> int:
 def time_call(prepared: Prepared) -> float:
   """Seconds of one step; also notes the process's minor page faults during it
   (vit_jax/host_malloc.py: XLA:CPU's temp buffer faulted in afresh every step)."""
-  if resource is None:  # Windows: time only.
-    start = time.perf_counter()
-    jax.block_until_ready(prepared.call())
-    return time.perf_counter() - start
-  before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+  before = _minor_page_faults()
   start = time.perf_counter()
   jax.block_until_ready(prepared.call())
   seconds = time.perf_counter() - start
-  prepared.page_faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+  if resource is not None:  # Windows: time only.
+    prepared.page_faults.append(_minor_page_faults() - before)
   return seconds
+
+
+def _minor_page_faults() -> int:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_minflt if resource else 0
 
 
 def interleaved_times(timers: list[Callable[[], float]], rounds: int,

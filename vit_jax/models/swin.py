@@ -153,10 +153,8 @@ class WindowAttention(nn.Module):
     q = q * jnp.asarray(head_dim**-0.5, q.dtype)
     attend = functools.partial(self._attend, bias=self._relative_bias(window),
                                mask=mask, train=train)
-    if self.is_mutable_collection('intermediates'):
-      y = attend(q, k, v)  # one sown map per block.
-    else:
-      y = chunks_lib.over_batch(attend, self.attention_chunks, q, k, v)
+    sowing = self.is_mutable_collection('intermediates')  # one sown map per block.
+    y = chunks_lib.over_batch(attend, 1 if sowing else self.attention_chunks, q, k, v)
     y = dense(c, name='proj')(y.reshape(b, nw, n, c))
     return nn.Dropout(self.dropout_rate)(y, deterministic=not train)
 

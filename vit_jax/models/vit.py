@@ -118,11 +118,10 @@ class MultiHeadDotProductAttention(nn.Module):
     return jnp.split(qkv, 3, axis=2)
 
   def _attend(self, q, k, v, deterministic: bool):
-    if self.is_mutable_collection('intermediates'):
-      return self._attend_batch(q, k, v, deterministic)  # one sown map per layer.
+    sowing = self.is_mutable_collection('intermediates')  # one sown map per layer.
     return chunks_lib.over_batch(
         functools.partial(self._attend_batch, deterministic=deterministic),
-        self.attention_chunks, q, k, v)
+        1 if sowing else self.attention_chunks, q, k, v)
 
   def _attend_batch(self, q, k, v, deterministic: bool):
     wants_weights = self.is_mutable_collection('intermediates')
