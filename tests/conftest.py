@@ -28,3 +28,14 @@ def demo_data_dir(tmp_path_factory) -> str:
   for name in TINY_DEMO:
     tfds.builder(name, data_dir=data_dir).download_and_prepare()
   return data_dir
+
+
+@pytest.fixture(scope='session')
+def imagenet2012_data_dir(tmp_path_factory):
+  """tests.imagenet_archives.Imagenet2012Data: .data_dir (tfds data_dir with imagenet2012
+  prepared by tfds's real builder, no mocking) and .manual_dir (its official-layout
+  archives: 12 real synsets x 8 train JPEGs, val files 1..10 with their official labels;
+  40x48 px). ~5 s on 2 cores; see .prepare_seconds.
+  """
+  from tests import imagenet_archives
+  return imagenet_archives.prepare_imagenet2012(str(tmp_path_factory.mktemp('imagenet2012')))

@@ -12,7 +12,7 @@ import pytest
 
 from configs import demo as demo_config
 from vit_jax import demo
-from vit_jax import models
+from vit_jax.models import vit_posemb
 from vit_jax import train_checkpoint
 
 TINY = {'pretrain': 'vit_demo/upstream_tiny', 'finetune': 'vit_demo/downstream_tiny',
@@ -54,7 +54,7 @@ def test_finetune_resamples_posemb_and_replaces_head(demo_run):
   # Fine-tuning starts from the pretrained embeddings resampled 4x4 -> 8x8 (class token
   # kept); 4 Adam updates at lr <= 3e-4 move each entry by at most ~1.2e-3, while a
   # fresh 8x8 init (the scratch run) is N(0, 0.02^2) noise.
-  expected = models.vit.resample_posemb(_param(workdir, 'pretrain', POSEMB), (4, 4),
+  expected = vit_posemb.resample_posemb(_param(workdir, 'pretrain', POSEMB), (4, 4),
                                         (8, 8), num_prefix_tokens=1)
   fine = _param(workdir, 'finetune', POSEMB)
   assert np.abs(fine - expected).max() < 4 * 3e-4

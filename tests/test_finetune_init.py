@@ -8,14 +8,13 @@ import pytest
 from scipy import ndimage
 
 from vit_jax import checkpoint
-from vit_jax import cost
 from vit_jax import models
-from vit_jax.models import vit
+from vit_jax.models import vit_posemb
 
 
 def test_resample_same_grid_is_exact_noop():
   posemb = np.random.default_rng(0).normal(size=(1, 1 + 14 * 14, 8)).astype(np.float32)
-  out = vit.resample_posemb(posemb, (14, 14), (14, 14), 1)
+  out = vit_posemb.resample_posemb(posemb, (14, 14), (14, 14), 1)
   assert out is posemb
 
 
@@ -23,7 +22,7 @@ def test_corner_aligned_bilinear_keeps_a_linear_ramp_linear():
   rows, cols = np.mgrid[:14, :14]
   ramp = np.stack([rows * 2.0 + cols * 0.5, -cols * 1.0], -1).reshape(1, 196, 2)
   cls = np.array([[[7.0, -7.0]]])
-  out = vit.resample_posemb(np.concatenate([cls, ramp], 1), (14, 14), (24, 24), 1)
+  out = vit_posemb.resample_posemb(np.concatenate([cls, ramp], 1), (14, 14), (24, 24), 1)
   np.testing.assert_array_equal(out[0, 0], [7.0, -7.0])  # class token untouched.
   # Corner-aligned: output pixel i sits at input coordinate i * 13 / 23.
   r, c = np.mgrid[:24, :24] * (13 / 23)
@@ -34,19 +33,19 @@ def test_corner_aligned_bilinear_keeps_a_linear_ramp_linear():
 def test_resample_equals_scipy_zoom_for_a_non_square_grid():
   grid = np.random.default_rng(0).normal(size=(14, 14, 4))
   posemb = np.concatenate([np.zeros((1, 1, 4)), grid.reshape(1, 196, 4)], 1)
-  out = vit.resample_posemb(posemb, (14, 14), (24, 16), 1)  # 224x224 -> 384x256
+  out = vit_posemb.resample_posemb(posemb, (14, 14), (24, 16), 1)  # 224x224 -> 384x256
   expected = ndimage.zoom(grid, (24 / 14, 16 / 14, 1), order=1)
   np.testing.assert_allclose(out[0, 1:].reshape(24, 16, 4), expected, atol=1e-12)
 
 
 def test_resample_methods_and_errors():
   posemb = np.random.default_rng(0).normal(size=(1, 16, 4))
-  out = vit.resample_posemb(posemb, (4, 4), (8, 8), 0, method='bicubic')
+  out = vit_posemb.resample_posemb(posemb, (4, 4), (8, 8), 0, method='bicubic')
   assert out.shape == (1, 64, 4)
   with pytest.raises(ValueError, match="method 'nearest'"):
-    vit.resample_posemb(posemb, (4, 4), (8, 8), 0, method='nearest')
+    vit_posemb.resample_posemb(posemb, (4, 4), (8, 8), 0, method='nearest')
   with pytest.raises(ValueError, match='has 16 grid tokens but the source grid 5x5'):
-    vit.resample_posemb(posemb, (5, 5), (8, 8), 0)
+    vit_posemb.resample_posemb(posemb, (5, 5), (8, 8), 0)
 
 
 def _init(model):
@@ -103,8 +102,18 @@ def test_load_pretrained_lists_what_does_not_fit(tmp_path):
                                init_params=_init(wider))
 
 
-def test_grid_change_without_source_size_asks_for_it(tmp_path):
+def test_grid_change_without_source_size_reads_the_square_grid(tmp_path):
+  """No source_image_size: the 8x8 grid of the file (32 px) is read from its 65 tokens
+  and resampled to 16x16, exactly as with source_image_size=32 (tests/
+  test_source_grid.py has the other cases and the refusals)."""
   _save_npz(tmp_path / 'src.npz', _init(models.create('testing', num_classes=10)))
   big = models.create('testing', num_classes=10, image_size=64)
-  with pytest.raises(ValueError, match='source_image_size'):
-    checkpoint.load_pretrained(str(tmp_path / 'src.npz'), model=big, init_params=_init(big))
+  init = _init(big)
+  inferred, report = checkpoint.load_pretrained(str(tmp_path / 'src.npz'), model=big,
+                                                init_params=init, return_report=True)
+  given = checkpoint.load_pretrained(str(tmp_path / 'src.npz'), model=big,
+                                     init_params=init, source_image_size=32)
+  np.testing.assert_array_equal(inferred['Transformer']['posembed_input']['pos_embedding'],
+                                given['Transformer']['posembed_input']['pos_embedding'])
+  assert any('(grid 8x8 -> 16x16, bilinear; source grid from: 8x8 position-embedding '
+             'grid x stride 4)' in line for line in report)

@@ -110,8 +110,9 @@ def test_train_stream_skips_the_corrupt_image_and_keeps_running(image_root):
 
 def test_missing_folder_and_split_fail_with_the_layout(tmp_path, image_root):
   missing = str(tmp_path / 'nothing_here')
-  with pytest.raises(DatasetError, match=r'nothing_here does not exist; expected layout: '
-                     r'.*nothing_here/train/<class_name>/\*\.jpg'):
+  with pytest.raises(DatasetError, match=r'nothing_here does not exist; expected one of two '
+                     r'layouts: split folders .*nothing_here/train/<class_name>/\*\.jpg.*'
+                     r'one tree .*nothing_here/<class_name>/\*\.JPEG'):
     input_pipeline.preflight(config_for(missing))
   config = config_for(image_root)
   config.data.eval_split = 'validation'

@@ -5,7 +5,6 @@ process) read disjoint examples whose union is the split; exact padded evaluatio
 resuming at step k reproduces the batches; and fast, explicit errors.
 """
 import hashlib
-import time
 
 import jax
 import numpy as np
@@ -152,10 +151,9 @@ def test_demo_dataset_is_prepared_on_first_use(tmp_path, caplog):
 
 
 def fails_fast(config, pattern):
-  start = time.time()
+  """The data check itself refuses (preflight runs before any model is built)."""
   with pytest.raises(DatasetError, match=pattern):
     input_pipeline.preflight(config)
-  assert time.time() - start < 10  # seconds, not a compile or a download
 
 
 def test_unknown_dataset_name(demo_data_dir):

@@ -123,3 +123,145 @@ def test_bad_config_names_the_value(field, value, message):
   with pytest.raises(ValueError, match=message.replace('[', r'\[').replace('(', r'\(')
                      .replace(')', r'\)')):
     optim.make_optimizer(_config(**{field: value}))
+
+
+# --- end_lr: decay to a final learning rate -------------------------------------------
+
+@pytest.mark.parametrize('decay_type,expected', [
+    # peak 2, end 0.5, warmup 2 of 10 updates; n = count + 1, progress = (n - 2) / 8.
+    # Warmup ignores end_lr (lr = 2 n / 2); afterwards lr = 0.5 + 1.5 * decay(progress).
+    ('linear', [1.0, 2.0, 0.5 + 1.5 * 7 / 8, 0.5 + 1.5 * 6 / 8, 0.5 + 1.5 * 4 / 8, 0.5]),
+    ('cosine', [1.0, 2.0, 0.5 + 0.75 * (1 + np.cos(np.pi / 8)),
+                0.5 + 0.75 * (1 + np.cos(np.pi / 4)), 0.5 + 0.75, 0.5]),
+])
+def test_schedule_decays_to_end_lr(decay_type, expected):
+  schedule = optim.learning_rate_schedule(_config(decay_type=decay_type, lr=2.0,
+                                                  end_lr=0.5))
+  got = [float(schedule(count)) for count in (0, 1, 2, 3, 5, 9)]
+  np.testing.assert_allclose(got, expected, rtol=1e-6)
+  assert float(schedule(50)) == pytest.approx(0.5)  # past total_steps: stays at end_lr
+
+
+def test_vit_i21k_schedule_ends_at_1e_5():
+  # The i21k checkpoints' hyperparameters (google-research/vision_transformer issue #2):
+  # lr 1e-3, 10k warmup, linear decay to 1e-5. Halfway through the decay: 5.05e-4.
+  config = _config(lr=1e-3, end_lr=1e-5, warmup_steps=10_000, total_steps=110_000,
+                   decay_type='linear')
+  schedule = optim.learning_rate_schedule(config)
+  assert float(schedule(9_999)) == pytest.approx(1e-3, rel=1e-6)
+  assert float(schedule(59_999)) == pytest.approx(5.05e-4, rel=1e-5)
+  assert float(schedule(109_999)) == pytest.approx(1e-5, rel=1e-4)
+
+
+# --- layer-wise learning-rate decay -----------------------------------------------------
+
+def _init_params(name, **overrides):
+  """The params tree of a registered model (its real names and shapes), filled with
+  normal noise: jax.eval_shape traces the init without running it (seconds, not a
+  minute of eager init on 2 cores)."""
+  from vit_jax import models
+  model = models.create(name, num_classes=5, **overrides)
+  h, w = model.image_size
+  shapes = jax.eval_shape(lambda: model.init(
+      jax.random.key(0), jnp.zeros((1, h, w, 3)), train=False)['params'])
+  rng = np.random.default_rng(1)
+  return jax.tree.map(lambda s: jnp.asarray(rng.normal(size=s.shape), s.dtype), shapes)
+
+
+# Expected exponent k of layer_decay ** k per parameter-name prefix, written by hand
+# from the rules (BEiT get_num_layer_for_vit, Swin get_swin_layer): k = num_layers + 1 -
+# layer id. 'testing' ViT: 2 blocks. R+ViT-testing: 2 blocks after a ResNet stem.
+# Swin-testing: depths (2, 2), ids per block: 1, 2 | 3, 4; stage 0's merge takes id 2.
+EXPECTED_EXPONENTS = {
+    'testing': {
+        'embedding': 3, 'cls': 3, 'Transformer/posembed_input': 3,
+        'Transformer/encoderblock_0': 2, 'Transformer/encoderblock_1': 1,
+        'Transformer/encoder_norm': 0, 'pre_logits': 0, 'head': 0},
+    'R+ViT-testing': {
+        'conv_root': 3, 'gn_root': 3, 'block1': 3, 'block2': 3, 'embedding': 3, 'cls': 3,
+        'Transformer/posembed_input': 3, 'Transformer/encoderblock_0': 2,
+        'Transformer/encoderblock_1': 1, 'Transformer/encoder_norm': 0, 'head': 0},
+    'Swin-testing': {
+        'patch_embed': 5, 'absolute_pos_embed': 5,
+        'layers_0/blocks_0': 4, 'layers_0/blocks_1': 3, 'layers_0/downsample': 3,
+        'layers_1/blocks_0': 2, 'layers_1/blocks_1': 1, 'norm': 0, 'head': 0},
+}
+MODEL_OVERRIDES = {'testing': {'representation_size': 8}, 'Swin-testing': {'ape': True}}
+
+
+def _expected_exponent(name, key):
+  matches = [k for prefix, k in EXPECTED_EXPONENTS[name].items()
+             if key == prefix or key.startswith(prefix + '/')]
+  assert len(matches) == 1, f'{key}: {matches}'
+  return matches[0]
+
+
+@pytest.mark.parametrize('name', sorted(EXPECTED_EXPONENTS))
+def test_layer_decay_scales_each_block_of_a_real_model(name):
+  from vit_jax import checkpoint
+  params = _init_params(name, **MODEL_OVERRIDES.get(name, {}))
+  rng = np.random.default_rng(0)
+  grads = jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), p.dtype), params)
+  base = dict(optimizer='sgd', lr=0.1, b1=0.9, weight_decay=0.1, warmup_steps=0,
+              decay_type='linear', grad_clip_norm=0.0)
+  updates = {}
+  for decay in (1.0, 0.5):
+    tx = optim.make_optimizer(_config(**base, layer_decay=decay))
+    updates[decay], _ = jax.jit(tx.update)(grads, tx.init(params), params)
+  plain, scaled = (checkpoint.flatten(updates[d]) for d in (1.0, 0.5))
+  assert len(plain) == len(checkpoint.flatten(params))
+  exponents = {}
+  for key, u in plain.items():
+    k = exponents[key] = _expected_exponent(name, key)
+    assert np.abs(u).max() > 0, key
+    np.testing.assert_allclose(scaled[key], 0.5**k * np.asarray(u), rtol=1e-6, atol=0,
+                               err_msg=key)
+  # Every level of the model is present (no block silently shares a scale).
+  assert sorted(set(exponents.values())) == sorted(set(EXPECTED_EXPONENTS[name].values()))
+
+
+def test_layer_decay_scales_the_weight_decay_term_too():
+  # Zero gradient: the whole update is -lr * wd * kernel, scaled by the layer's factor.
+  params = _init_params('testing')
+  grads = jax.tree.map(jnp.zeros_like, params)
+  tx = optim.make_optimizer(_config(optimizer='sgd', lr=0.1, weight_decay=0.5,
+                                    warmup_steps=0, decay_type='constant',
+                                    layer_decay=0.8))
+  updates, _ = tx.update(grads, tx.init(params), params)
+  kernel = params['Transformer']['encoderblock_0']['MlpBlock_0']['Dense_0']['kernel']
+  got = updates['Transformer']['encoderblock_0']['MlpBlock_0']['Dense_0']['kernel']
+  np.testing.assert_allclose(got, -0.1 * 0.5 * 0.8**2 * kernel, rtol=1e-6)
+  embedding = updates['embedding']['kernel']
+  np.testing.assert_allclose(embedding, -0.1 * 0.5 * 0.8**3 * params['embedding']['kernel'],
+                             rtol=1e-6)
+  np.testing.assert_array_equal(updates['head']['bias'], 0.0)  # no decay on biases
+
+
+def test_layer_decay_off_keeps_the_chain():
+  params = {'w': jnp.ones(2)}
+  plain = optim.make_optimizer(_config())
+  assert jax.tree.structure(plain.init(params)) == jax.tree.structure(
+      optim.make_optimizer(_config(layer_decay=1.0)).init(params))
+
+
+def test_layer_ids_refuse_unknown_parameters():
+  params = {'Transformer': {'encoderblock_0': {'w': np.ones(1)}},
+            'adapter': {'w': np.ones(1)}}
+  with pytest.raises(ValueError, match='no layer id for parameter adapter/w'):
+    optim.layer_ids(params)
+  with pytest.raises(ValueError, match='found no Transformer/encoderblock_'):
+    optim.layer_ids({'head': {'kernel': np.ones(1)}})
+
+
+@pytest.mark.parametrize('overrides,message', [
+    (dict(layer_decay=0.0), r'layer_decay=0.0 must be in \(0, 1\].*use 1.0 to turn it off'),
+    (dict(layer_decay=1.5), r'layer_decay=1.5 must be in \(0, 1\]'),
+    (dict(layer_decay=-0.65), r'layer_decay=-0.65 must be in \(0, 1\]'),
+    (dict(end_lr=-1e-5), r'end_lr=-1e-05 must be in \[0, lr=1.0\]'),
+    (dict(end_lr=2.0), r'end_lr=2.0 must be in \[0, lr=1.0\]'),
+    (dict(end_lr=1e-5, decay_type='constant'), r"end_lr=1e-05 has no effect with "
+                                               r"decay_type='constant'"),
+])
+def test_bad_layer_decay_or_end_lr_is_refused(overrides, message):
+  with pytest.raises(ValueError, match=message):
+    optim.check_config(_config(**overrides))

@@ -14,7 +14,9 @@ import PIL.ImageOps
 import pytest
 import tensorflow as tf
 
+from vit_jax import batch_augment
 from vit_jax import preprocess as pp
+from vit_jax import randaugment
 
 
 def run(fn, *args):
@@ -154,7 +156,7 @@ def test_multi_hot():
 def test_mixup_mixes_each_example_with_its_neighbour():
   images = np.random.default_rng(0).random((4, 2, 2, 3)).astype(np.float32)
   labels = np.eye(4, dtype=np.float32)
-  mixed_images, mixed_labels = run(lambda x, y, s: pp.mixup(x, y, s, 1.0), images, labels,
+  mixed_images, mixed_labels = run(lambda x, y, s: batch_augment.mixup(x, y, s, 1.0), images, labels,
                                    seed(0))
   p = mixed_labels[0, 0]
   assert 0.5 <= p <= 1.0
@@ -163,26 +165,26 @@ def test_mixup_mixes_each_example_with_its_neighbour():
   np.testing.assert_allclose(mixed_images, p * images + (1 - p) * np.roll(images, 1, 0),
                              atol=1e-6)
   # p = max(u, 1 - u) with u ~ Beta(1, 1) = U(0, 1): mean 3/4.
-  ps = [pp.mixup(images, labels, seed(i), 1.0)[1].numpy()[0, 0] for i in range(400)]
+  ps = [batch_augment.mixup(images, labels, seed(i), 1.0)[1].numpy()[0, 0] for i in range(400)]
   assert abs(np.mean(ps) - 0.75) < 0.03
 
 
 # --- RandAugment colour ops against PIL ----------------------------------------------------
 
 PIL_REFERENCES = {
-    'autocontrast': (pp.autocontrast, PIL.ImageOps.autocontrast),
-    'equalize': (pp.equalize, PIL.ImageOps.equalize),
-    'invert': (pp.invert, PIL.ImageOps.invert),
-    'posterize3': (lambda x: pp.posterize(x, 3), lambda im: PIL.ImageOps.posterize(im, 3)),
-    'solarize100': (lambda x: pp.solarize(x, 100),
+    'autocontrast': (randaugment.autocontrast, PIL.ImageOps.autocontrast),
+    'equalize': (randaugment.equalize, PIL.ImageOps.equalize),
+    'invert': (randaugment.invert, PIL.ImageOps.invert),
+    'posterize3': (lambda x: randaugment.posterize(x, 3), lambda im: PIL.ImageOps.posterize(im, 3)),
+    'solarize100': (lambda x: randaugment.solarize(x, 100),
                     lambda im: PIL.ImageOps.solarize(im, 100)),
-    'brightness1.6': (lambda x: pp.brightness(x, 1.6),
+    'brightness1.6': (lambda x: randaugment.brightness(x, 1.6),
                       lambda im: PIL.ImageEnhance.Brightness(im).enhance(1.6)),
-    'color0.3': (lambda x: pp.color(x, 0.3),
+    'color0.3': (lambda x: randaugment.color(x, 0.3),
                  lambda im: PIL.ImageEnhance.Color(im).enhance(0.3)),
-    'contrast1.9': (lambda x: pp.contrast(x, 1.9),
+    'contrast1.9': (lambda x: randaugment.contrast(x, 1.9),
                     lambda im: PIL.ImageEnhance.Contrast(im).enhance(1.9)),
-    'sharpness0.1': (lambda x: pp.sharpness(x, 0.1),
+    'sharpness0.1': (lambda x: randaugment.sharpness(x, 0.1),
                      lambda im: PIL.ImageEnhance.Sharpness(im).enhance(0.1)),
 }
 
@@ -201,7 +203,7 @@ def test_colour_op_matches_pil(name):
 
 def test_solarize_add():
   image = np.array([[[0, 127, 128], [200, 20, 255]]], np.uint8)
-  out = run(lambda x: pp.solarize_add(x, 110), image)
+  out = run(lambda x: randaugment.solarize_add(x, 110), image)
   np.testing.assert_array_equal(out, [[[110, 237, 128], [200, 130, 255]]])
 
 
@@ -209,14 +211,14 @@ def test_solarize_add():
 
 def test_rotate_90_is_rot90_and_translate_shifts_with_grey_fill():
   image = random_image(6, 6)
-  np.testing.assert_array_equal(run(lambda x: pp.rotate(x, 90.0), image), np.rot90(image))
-  out = run(lambda x: pp.translate_x(x, 2.0), image)
+  np.testing.assert_array_equal(run(lambda x: randaugment.rotate(x, 90.0), image), np.rot90(image))
+  out = run(lambda x: randaugment.translate_x(x, 2.0), image)
   np.testing.assert_array_equal(out[:, 2:], image[:, :-2])
   assert (out[:, :2] == 128).all()
-  out = run(lambda x: pp.translate_y(x, -1.0), image)
+  out = run(lambda x: randaugment.translate_y(x, -1.0), image)
   np.testing.assert_array_equal(out[:-1], image[1:])
-  np.testing.assert_array_equal(run(lambda x: pp.shear_x(x, 0.0), image), image)
-  out = run(lambda x: pp.shear_y(x, 1.0), ramp(4, 4))
+  np.testing.assert_array_equal(run(lambda x: randaugment.shear_x(x, 0.0), image), image)
+  out = run(lambda x: randaugment.shear_y(x, 1.0), ramp(4, 4))
   # Output (x, y) samples input (x, y + x): column 1 shows rows 1.., then fill.
   np.testing.assert_array_equal(out[:3, 1, 1], [1, 2, 3])
   assert (out[3, 1] == 128).all()
@@ -225,7 +227,7 @@ def test_rotate_90_is_rot90_and_translate_shifts_with_grey_fill():
 def test_cutout_greys_one_clipped_square():
   image = np.zeros((20, 20, 3), np.uint8)
   for i in range(10):
-    out = run(lambda x, s: pp.cutout(x, 3, s), image, seed(i))
+    out = run(lambda x, s: randaugment.cutout(x, 3, s), image, seed(i))
     rows, cols = np.nonzero(out[..., 0] == 128)
     assert (out[out != 128] == 0).all()
     height, width = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
@@ -235,7 +237,7 @@ def test_cutout_greys_one_clipped_square():
 def test_every_randaugment_op_is_uint8_and_graph_safe():
   image = random_image()
   names = []
-  for name, fn in pp.randaugment_ops(15):
+  for name, fn in randaugment.randaugment_ops(15):
     out = run(fn, image, seed(0))
     assert out.dtype == np.uint8 and out.shape == image.shape, name
     names.append(name)
@@ -244,12 +246,12 @@ def test_every_randaugment_op_is_uint8_and_graph_safe():
 
 def test_randaugment_is_deterministic_and_changes_images():
   image = random_image()
-  np.testing.assert_array_equal(run(lambda x, s: pp.randaugment(x, 0, 10, s), image,
+  np.testing.assert_array_equal(run(lambda x, s: randaugment.randaugment(x, 0, 10, s), image,
                                     seed(0)), image)
-  a = run(lambda x, s: pp.randaugment(x, 2, 10, s), image, seed(4))
-  np.testing.assert_array_equal(a, run(lambda x, s: pp.randaugment(x, 2, 10, s), image,
+  a = run(lambda x, s: randaugment.randaugment(x, 2, 10, s), image, seed(4))
+  np.testing.assert_array_equal(a, run(lambda x, s: randaugment.randaugment(x, 2, 10, s), image,
                                        seed(4)))
   # p(no op applied in 2 layers) <= 0.8^2 = 0.64 per seed; over 20 seeds most change.
-  changed = sum(not np.array_equal(pp.randaugment(image, 2, 10, seed(i)).numpy(), image)
+  changed = sum(not np.array_equal(randaugment.randaugment(image, 2, 10, seed(i)).numpy(), image)
                 for i in range(20))
   assert changed >= 8

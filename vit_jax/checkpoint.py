@@ -178,9 +178,13 @@ def _take_head_and_pre_logits(flat: dict, flat_init: dict) -> tuple[dict, list[s
 
 
 def _family_adapt(flat, flat_init, model, source: dict, method: str):
+  """The family's own resampling. ViT: source['image_size'] (given, or our run's)
+  else the grid read from the embedding (vit_posemb.source_grid). Swin: the bias tables'
+  shapes give the old window, the resolution does not matter."""
   from vit_jax.models import vit  # pylint: disable=g-import-not-at-top
+  from vit_jax.models import vit_posemb  # pylint: disable=g-import-not-at-top
   if isinstance(model, vit.VisionTransformer):
-    return vit.adapt_pretrained(flat, flat_init, model, source.get('image_size'),
+    return vit_posemb.adapt_pretrained(flat, flat_init, model, source.get('image_size'),
                                 method)
   from vit_jax.models import swin  # pylint: disable=g-import-not-at-top
   return swin.adapt_pretrained(flat, flat_init, model, source)
@@ -194,9 +198,12 @@ def load_pretrained(path: str, *, model, init_params, source_image_size=None,
     Google ViT / hybrid `.npz`, or official / timm Swin weights.
   init_params: the freshly initialised params of `model` (gives the new head and the
     target shapes).
-  source_image_size: resolution the checkpoint was trained at, for published files
-    (our own checkpoints record it). The position-embedding grid is derived from it
-    and the model config, never guessed from sqrt(tokens).
+  source_image_size: int or (H, W) the checkpoint was trained at; wins over
+    everything. Without it: our own checkpoints record it; for published ViT / hybrid
+    files the grid is read from the position embedding (`vit_posemb.source_grid`: a square
+    count of grid tokens, after the class token when the file has 'cls'), and a
+    non-square count is refused naming this argument. Swin ignores it (the bias
+    tables' shapes give the old window).
   Logs a report (loaded / re-initialised / resampled / dropped, per key) and raises
   CheckpointMismatchError listing every other key that does not fit.
   """

@@ -11,8 +11,9 @@ with them:
                   data.eval_crop_ratio).
   published file  (`.npz` ViT / hybrid, Swin `.pth` / `.safetensors`) the model name
                   must be given; head and pre_logits sizes come from the file; the
-                  resolution it was trained at from the square grid of its learned
-                  position embedding (else the model's default); eval preprocessing of
+                  resolution it was trained at from source_image_size, else the square
+                  grid of its learned position embedding (vit_posemb.source_grid, the rule
+                  load_pretrained uses), else the model's default; eval preprocessing of
                   the ViT fine-tuning code: resize to the model resolution (aspect not
                   kept), no crop.
 
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import re
 from typing import Any
 
@@ -41,6 +41,7 @@ from vit_jax import preprocess
 from vit_jax import train_checkpoint
 from vit_jax.models import swin
 from vit_jax.models import vit
+from vit_jax.models import vit_posemb
 
 CONFIG_FILE = 'config.json'
 _HEAD_BIAS = 'head/bias'
@@ -75,8 +76,8 @@ def load(path: str, *, model_name: str | None = None, image_size=None,
 
   model_name: registered name; defaults to the run's config, required for files.
   image_size: int or (H, W) to run at; defaults to the checkpoint's resolution.
-  source_image_size: resolution a published file was trained at, where its position
-    embedding does not say (non-square grid, or no learned embedding).
+  source_image_size: resolution a published file was trained at; wins over the one
+    read from its position-embedding grid (needed for non-square grids).
   """
   if not epath.Path(path).exists():  # epath: local or gs://
     raise FileNotFoundError(f'checkpoint {path!r} does not exist; give one of our run '
@@ -119,21 +120,28 @@ def _load_file(path: str, model_name, image_size, source_image_size) -> Classifi
     raise ValueError(f'--model is required for the published file {path!r} (e.g. '
                      f'ViT-B/16); valid names: {", ".join(models.names())}')
   flat = checkpoint.flatten(checkpoint.load_params(path))
+  num_classes, fields = _head_size(flat, path), _file_fields(flat, model_name, path)
+  run_size = _size(image_size)
+  # At the size asked for: a non-square file made for exactly that grid is known.
+  probe = models.create(model_name, num_classes=num_classes, **fields,
+                        **({'image_size': run_size} if run_size else {}))
+  source, how = _trained_size(flat, probe, _size(source_image_size))
+  model = models.create(model_name, num_classes=num_classes,
+                        image_size=run_size or source, **fields)
+  params, fit_notes = fit_params(flat, model, source)
+  notes = (f'checkpoint resolution {source[0]}x{source[1]} ({how})', *fit_notes)
+  return Classifier(model, params, 'resize', 1.0, None, notes)
+
+
+def _file_fields(flat: dict, model_name: str, path: str) -> dict:
+  """Model fields a published file fixes: pre_logits width; ViT class token."""
   fields = {}
   if 'pre_logits/bias' in flat:
     fields['representation_size'] = int(flat['pre_logits/bias'].shape[0])
   probe = models.create(model_name, num_classes=_head_size(flat, path), **fields)
   if isinstance(probe, vit.VisionTransformer):
     fields['classifier'] = 'token' if 'cls' in flat else 'gap'
-  notes = []
-  source = _size(source_image_size)
-  if source is None:
-    source, how = _trained_size(flat, probe)
-    notes.append(f'checkpoint resolution {source[0]}x{source[1]} ({how})')
-  model = models.create(model_name, num_classes=_head_size(flat, path),
-                        image_size=_size(image_size) or source, **fields)
-  params, fit_notes = fit_params(flat, model, source)
-  return Classifier(model, params, 'resize', 1.0, None, (*notes, *fit_notes))
+  return fields
 
 
 def _size(size) -> tuple[int, int] | None:
@@ -150,19 +158,18 @@ def _head_size(flat: dict, where: str) -> int:
   return int(np.shape(flat[_HEAD_BIAS])[0])
 
 
-def _trained_size(flat: dict, model) -> tuple[tuple[int, int], str]:
-  """Resolution of a published file: from its learned position embedding's grid."""
-  posemb = flat.get(vit.POSEMB_KEY)
-  if posemb is None or not isinstance(model, vit.VisionTransformer):
-    return model.image_size, f'the default of {type(model).__name__}'
-  grid_tokens = posemb.shape[1] - int('cls' in flat)
-  side = math.isqrt(grid_tokens)
-  if side * side != grid_tokens:
-    raise ValueError(
-        f'the position embedding has {grid_tokens} grid tokens, not a square grid; '
-        'give the resolution the file was trained at (--source_image_size)')
-  size = side * model.stride
-  return (size, size), f'{side}x{side} position-embedding grid x stride {model.stride}'
+def _trained_size(flat: dict, model, explicit) -> tuple[tuple[int, int], str]:
+  """Resolution of a published file. ViT / hybrid: the family's rule, the one
+  load_pretrained uses (vit_posemb.trained_image_size: explicit wins, else the grid of the
+  position embedding). Swin: nothing in its weights depends on the resolution (the
+  bias tables follow the window), so the explicit size or the model's default."""
+  if isinstance(model, vit.VisionTransformer):
+    size, how = vit_posemb.trained_image_size(flat, model, explicit)
+    if size is not None:
+      return size, how
+  if explicit:
+    return explicit, 'given as source_image_size'
+  return model.image_size, f'the default of {type(model).__name__}'
 
 
 def fit_params(flat: dict, model, source_size) -> tuple[Any, list[str]]:
@@ -171,7 +178,7 @@ def fit_params(flat: dict, model, source_size) -> tuple[Any, list[str]]:
   template = cost.abstract_params(model)
   flat_template = checkpoint.flatten(template)
   if isinstance(model, vit.VisionTransformer):
-    flat, notes = vit.adapt_pretrained(flat, flat_template, model, source_size)
+    flat, notes = vit_posemb.adapt_pretrained(flat, flat_template, model, source_size)
   else:
     flat, notes = swin.adapt_pretrained(flat, flat_template, model)
   checkpoint.match_tree(checkpoint.unflatten(flat), template)

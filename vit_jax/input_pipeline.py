@@ -27,20 +27,17 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import difflib
-import fcntl
 import math
-import os
 from typing import Callable, Iterator
 
-from absl import logging
 import jax
 import numpy as np
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
+from vit_jax import batch_augment
 from vit_jax import preprocess
-from vit_jax.datasets import DatasetError, folder
+from vit_jax import randaugment
+from vit_jax.datasets import DatasetError, folder, tfds_source
 
 __all__ = ['DatasetError', 'DatasetInfo', 'preflight', 'train_iterator', 'eval_iterator',
            'host_train_dataset', 'host_eval_dataset']
@@ -85,89 +82,8 @@ class _HostSplit:
 
 # --- sources ----------------------------------------------------------------------------
 
-def _tfds_builder(data_config) -> tfds.core.DatasetBuilder:
-  """The tfds builder, prepared; the offline demo dataset is prepared on first use."""
-  name = data_config.dataset
-  try:
-    builder = tfds.builder(name, data_dir=data_config.data_dir)
-  except tfds.core.registered.DatasetNotFoundError:
-    close = difflib.get_close_matches(name.split('/')[0], tfds.list_builders(), n=3)
-    raise DatasetError(
-        f'config.data.dataset={name!r} is neither a tfds dataset (close names: {close}) '
-        f'nor an existing folder; fix the name, or for own images give a folder path: '
-        f'{folder.layout_help("<path>")}') from None
-  if not builder.is_prepared():
-    if builder.name != 'vit_demo':
-      raise DatasetError(_not_prepared_message(builder, data_config))
-    _prepare_demo(builder)
-    # A fresh builder reads the dataset_info (split sizes) just written.
-    builder = tfds.builder(name, data_dir=data_config.data_dir)
-  return builder
-
-
-def _prepare_demo(builder: tfds.core.DatasetBuilder) -> None:
-  # No download: rendering takes ~20-50 s for `upstream` on 2 cores. A file lock keeps
-  # several processes on one machine (multi-process tests) from preparing it twice.
-  os.makedirs(builder.data_dir_root, exist_ok=True)
-  lock_path = os.path.join(builder.data_dir_root, 'vit_demo.lock')
-  with open(lock_path, 'w') as lock:
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    if not builder.is_prepared():
-      logging.info('preparing the offline demo dataset %s in %s (rendered locally, no '
-                   'download)', builder.info.full_name, builder.data_dir_root)
-      builder.download_and_prepare()
-
-
-def _not_prepared_message(builder, data_config) -> str:
-  name, data_dir = data_config.dataset, builder.data_dir_root
-  msg = f'tfds dataset {name!r} is not prepared in data_dir {data_dir}. '
-  if builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
-    manual_dir = data_config.manual_dir or os.path.join(data_dir, 'downloads', 'manual')
-    return msg + (
-        f'It needs files you download yourself: put them in manual_dir {manual_dir} '
-        f'(config.data.manual_dir), as tfds says: '
-        f'{" ".join(builder.MANUAL_DOWNLOAD_INSTRUCTIONS.split())} '
-        f'Then run: tfds build {name} --data_dir={data_dir} --manual_dir={manual_dir}')
-  return msg + (f'Prepare it (downloads it) with: tfds build {name} --data_dir={data_dir} '
-                f'or point config.data.data_dir at the folder that holds it.')
-
-
-def _label_feature(builder, multi_label: bool) -> tuple[str, tfds.features.ClassLabel]:
-  """(key, ClassLabel) of the label feature: 'label', or 'labels' for multi-label data."""
-  features = builder.info.features
-  for key in (('labels', 'label') if multi_label else ('label',)):
-    feature = features[key] if key in features.keys() else None
-    if isinstance(feature, tfds.features.Sequence):
-      feature = feature.feature
-    if isinstance(feature, tfds.features.ClassLabel):
-      return key, feature
-  raise DatasetError(
-      f'dataset {builder.info.full_name} has no ClassLabel feature named '
-      f'{"labels/label" if multi_label else "label"} (features: {list(features.keys())}); '
-      'pick another dataset or set config.data.multi_label to match its labels')
-
-
-def _tfds_split_sizes(builder, split: str, process_count: int) -> list[int]:
-  try:
-    return [builder.info.splits[s].num_examples
-            for s in tfds.even_splits(split, n=process_count)]
-  except (ValueError, KeyError, AssertionError) as e:
-    available = {k: v.num_examples for k, v in builder.info.splits.items()}
-    raise DatasetError(
-        f'split {split!r} of tfds dataset {builder.info.full_name} is invalid ({e}); '
-        f'available splits and sizes: {available}; set config.data.train_split / '
-        'eval_split to one of them (slices like "train[:98%]" work)') from None
-
-
 def _tfds_host_split(data_config, split, process_index, process_count) -> _HostSplit:
-  builder = _tfds_builder(data_config)
-  key, _ = _label_feature(builder, data_config.multi_label)
-  sizes = _tfds_split_sizes(builder, split, process_count)
-  ds = builder.as_dataset(
-      split=tfds.even_splits(split, n=process_count)[process_index], shuffle_files=False,
-      decoders={'image': tfds.decode.SkipDecoding()},  # decode after the shuffle
-      read_config=tfds.ReadConfig(try_autocache=False))  # caching is config.data.cache
-  ds = ds.map(lambda ex: {'ref': ex['image'], 'label': ex[key]})
+  ds, sizes = tfds_source.host_records(data_config, split, process_index, process_count)
   return _HostSplit(ds, sizes[process_index], max(sizes), load=lambda ref: ref,
                     is_folder=False)
 
@@ -193,7 +109,7 @@ def _split_sizes(config, split: str, process_count: int) -> list[int]:
   if folder.is_folder(config.data.dataset):
     paths, _ = folder.list_files(config.data.dataset, split)
     return [len(folder.host_share(paths, i, process_count)) for i in range(process_count)]
-  return _tfds_split_sizes(_tfds_builder(config.data), split, process_count)
+  return tfds_source.split_sizes(tfds_source.prepared_builder(config.data), split, process_count)
 
 
 # --- preflight --------------------------------------------------------------------------
@@ -220,6 +136,20 @@ def _check_preprocessing(data) -> None:
                               ('eval_resize', data.eval_resize, ('resize_crop', 'resize'))):
     if value not in valid:
       raise DatasetError(f'config.data.{field}={value!r}; expected one of {valid}')
+  for field, fix in (('mixup_alpha', '0 disables Mixup; the Swin/DeiT recipes use 0.8'),
+                     ('cutmix_alpha', '0 disables CutMix; the Swin/DeiT recipes use 1.0')):
+    value = data.get(field, 0.0)
+    if not value >= 0:  # also refuses NaN
+      raise DatasetError(f'config.data.{field}={value} must be >= 0 (Beta(alpha, alpha)); '
+                         f'{fix}')
+  for field, fix in (
+      ('mix_switch_prob', 'the probability of CutMix instead of Mixup per batch (timm '
+       'and the Swin recipe: 0.5)'),
+      ('random_erase_prob', 'the probability of erasing a box of each image (0 '
+       'disables; the Swin recipe: 0.25)')):
+    value = data.get(field, 0.0)
+    if not 0 <= value <= 1:
+      raise DatasetError(f'config.data.{field}={value} must be in [0, 1]: {fix}')
 
 
 def preflight(config, *, process_count: int | None = None,
@@ -229,7 +159,8 @@ def preflight(config, *, process_count: int | None = None,
 
   `data_shards` is the size of the mesh's batch axis (default: all devices);
   `process_count` defaults to jax.process_count(). Prepares the offline demo dataset
-  if it is missing (no download; logged).
+  if it is missing, and imagenet2012 from the archives in its manual_dir (single process
+  only; no download; logged).
   """
   _, process_count = _process(0, process_count)
   data_shards = jax.device_count() if data_shards is None else data_shards
@@ -237,6 +168,7 @@ def preflight(config, *, process_count: int | None = None,
   _check_preprocessing(config.data)
   _check_batch('batch_size', config.batch_size, data_shards, process_count)
   _check_batch('eval_batch_size', config.eval_batch_size, data_shards, process_count)
+  num_classes, names = _classes(config)  # before listing: a wrong label mode fails first.
   counts = {}
   for split in (config.data.train_split, config.data.eval_split):
     shares = _split_sizes(config, split, process_count)
@@ -245,7 +177,6 @@ def preflight(config, *, process_count: int | None = None,
                          f'{shares.index(0)} of {process_count} no examples {shares}; use '
                          'a larger split or fewer hosts')
     counts[split] = sum(shares)
-  num_classes, names = _classes(config)
   return DatasetInfo(num_classes=num_classes, num_train_examples=counts[config.data.train_split],
                      num_eval_examples=counts[config.data.eval_split], label_names=names,
                      multi_label=bool(config.data.multi_label))
@@ -253,9 +184,17 @@ def preflight(config, *, process_count: int | None = None,
 
 def _classes(config) -> tuple[int, list[str] | None]:
   if folder.is_folder(config.data.dataset):
+    if config.data.multi_label:
+      # A folder gives each image one label (its class folder): there are no label
+      # sets to make multi-hot targets of, and summing a one-hot would give (B,) labels.
+      raise DatasetError(
+          f'config.data.multi_label=True, but {config.data.dataset} is an image folder, '
+          'whose images have one label each (their class folder); set '
+          'config.data.multi_label=False (loss=sigmoid_xent still trains one-hot '
+          'targets, as the ViT ImageNet-21k recipe does)')
     names = folder.class_names(config.data.dataset)
     return len(names), names
-  _, feature = _label_feature(_tfds_builder(config.data), config.data.multi_label)
+  _, feature = tfds_source.label_feature(tfds_source.prepared_builder(config.data), config.data.multi_label)
   return feature.num_classes, list(feature.names) if feature.names else None
 
 
@@ -290,7 +229,7 @@ def _train_image(example: dict, seed: tf.Tensor, data, size) -> tf.Tensor:
   if data.flip:
     image = preprocess.flip(image, preprocess.fold_seed(seed, 1))
   if data.randaug_layers > 0:
-    image = preprocess.randaugment(image, data.randaug_layers, data.randaug_magnitude,
+    image = randaugment.randaugment(image, data.randaug_layers, data.randaug_magnitude,
                                    preprocess.fold_seed(seed, 2))
   return image
 
@@ -394,12 +333,21 @@ def host_train_dataset(config, *, start_step: int = 0, process_index: int | None
     return {'image': image, 'label': label}
 
   def finish(step, batch):  # vectorised over the batch: cheaper than per example
+    # Batch-level draws (erasing, mix switch, ratio, box) are seeded by (config.seed,
+    # step, process_index), as Mixup's always were: a host's local batch is a pure
+    # function of them (timm's per-rank random state is the same per-process scheme).
+    cutmix_alpha = data.get('cutmix_alpha', 0.0)
+    erase_prob = data.get('random_erase_prob', 0.0)
     image = preprocess.value_range(batch['image'])
+    if erase_prob > 0:  # per image, after value_range and before mixing, as timm
+      erase_seed = preprocess.fold_seed(tf.stack([seed, step]), 2_000_000 + process_index)
+      image = batch_augment.random_erase(image, erase_seed, erase_prob)
     label = (batch['label'] if data.multi_label else
              preprocess.one_hot(batch['label'], num_classes, config.label_smoothing))
-    if data.mixup_alpha > 0:
+    if data.mixup_alpha > 0 or cutmix_alpha > 0:
       mix_seed = preprocess.fold_seed(tf.stack([seed, step]), 1_000_000 + process_index)
-      image, label = preprocess.mixup(image, label, mix_seed, data.mixup_alpha)
+      image, label = batch_augment.mix_batch(image, label, mix_seed, data.mixup_alpha,
+                                          cutmix_alpha, data.get('mix_switch_prob', 0.5))
     return {'image': image, 'label': label}
   ds = ds.map(example, num_parallel_calls=data.num_parallel_calls, deterministic=True)
   ds = ds.batch(local, drop_remainder=True).enumerate(start=start_step)

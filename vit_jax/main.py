@@ -3,15 +3,16 @@
   python -m vit_jax.main --config=configs/<file>.py[:args] --workdir=DIR \\
       [--config.<field>=<value> ...]
 
-Several processes (GPU clusters, tests): add --coordinator_address=HOST:PORT
---num_processes=N --process_id=I to every process. On a multi-host TPU VM slice nothing is
-needed: JAX finds its peers from the TPU metadata. Restarting the same command resumes
-from the last complete checkpoint in DIR.
+How this process joins a run is decided by vit_jax/startup.py and logged in one line
+('Start-up: ...'). --coordinator_address=HOST:PORT --num_processes=N --process_id=I
+(all three or none, on every process) always win. Otherwise a launcher that
+jax.distributed.initialize() detects by itself (Open MPI's mpirun, Slurm's srun with
+more than one task, Kubernetes) or a TPU VM (a TPU chip's PCI id, /dev/accel<N>, GKE's
+TPU worker list) starts through JAX's detection: the same command on every worker, no
+flags. Anything else (laptop, one GPU, a GPU or CPU VM with Google's gVNIC) is one
+process. Restarting the same command resumes from the last complete checkpoint in DIR.
 """
 from __future__ import annotations
-
-import glob
-import os
 
 from absl import app
 from absl import flags
@@ -20,6 +21,7 @@ from etils import epath
 from ml_collections import config_flags
 
 from vit_jax import log_filters
+from vit_jax import startup
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Training config file, e.g. configs/testing.py[:args].',
@@ -39,34 +41,6 @@ _CPU_MALLOC = flags.DEFINE_bool(
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
-def is_tpu_vm() -> bool:
-  """True when a Google TPU (PCI vendor 0x1ae0) is attached to this machine."""
-  for vendor_file in glob.glob('/sys/bus/pci/devices/*/vendor'):
-    with open(vendor_file) as f:
-      if f.read().strip() == '0x1ae0':
-        return True
-  return False
-
-
-def initialize_distributed() -> None:
-  """jax.distributed.initialize for multi-process runs; must precede any device use."""
-  import jax  # pylint: disable=import-outside-toplevel
-  explicit = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-  if any(v is not None for v in explicit):
-    if any(v is None for v in explicit):
-      raise app.UsageError(
-          'multi-process runs need all of --coordinator_address, --num_processes and '
-          f'--process_id; got {explicit}')
-    # CPU devices of different processes talk over gloo (TCP); harmless on GPU / TPU.
-    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
-    jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
-                               num_processes=_NUM_PROCESSES.value,
-                               process_id=_PROCESS_ID.value)
-  elif is_tpu_vm():
-    # Peers and coordinator come from the TPU VM metadata; one host is a 1-process run.
-    jax.distributed.initialize()
-
-
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
@@ -81,7 +55,11 @@ def main(argv) -> None:
       cpu_devices.configure(_CPU_DEVICES.value)  # before any backend exists.
     except ValueError as e:
       raise app.UsageError(str(e)) from None
-  initialize_distributed()
+  try:
+    decision = startup.decide(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
+  startup.start(decision)  # before any device use.
   import jax  # pylint: disable=import-outside-toplevel
   from vit_jax import train  # pylint: disable=import-outside-toplevel
   logging.info('Process %d of %d, %d local / %d global devices.', jax.process_index(),

@@ -10,7 +10,8 @@ prepared them:
                  be left out) and data.eval_resize / eval_crop_ratio: by default the
                  short side resized to 1.143 x the resolution, central crop;
   published file --model is required; head size from the file; resolution from its
-                 position-embedding grid; the ViT fine-tuning convention: resize to
+                 position-embedding grid (or --source_image_size, which wins; needed
+                 for a non-square grid); the ViT fine-tuning convention: resize to
                  the resolution (aspect not kept), no crop.
 Probabilities are a softmax over the classes (a sigmoid per class for runs trained
 with loss='sigmoid_xent'). Images run in batches of --batch_size on the default JAX
@@ -42,6 +43,9 @@ flags.DEFINE_string('labels', None, 'class names: a file with one per line, or a
 flags.DEFINE_string('data_dir', None, 'tfds data_dir for --labels', flag_values=FLAGS)
 flags.DEFINE_string('image_size', None, 'resolution to run at, e.g. 384 or 384x256 '
                     "(default: the checkpoint's)", flag_values=FLAGS)
+flags.DEFINE_string('source_image_size', None, 'resolution a published file was trained '
+                    'at, e.g. 384x256 (default: from its position-embedding grid)',
+                    flag_values=FLAGS)
 flags.DEFINE_integer('batch_size', 32, 'images per forward pass', lower_bound=1,
                      flag_values=FLAGS)
 flags.DEFINE_integer('top', 5, 'classes shown per image', lower_bound=1,
@@ -64,7 +68,8 @@ def main(argv: list[str]) -> int:
       return 0
     from vit_jax import inference  # pylint: disable=import-outside-toplevel
     classifier = inference.load(FLAGS.checkpoint, model_name=FLAGS.model,
-                                image_size=FLAGS.image_size)
+                                image_size=FLAGS.image_size,
+                                source_image_size=FLAGS.source_image_size)
     names = label_names(FLAGS.labels, classifier, FLAGS.data_dir)
   except (ValueError, OSError) as e:  # UsageError, bad checkpoint, missing file.
     print(f'error: {e}', file=sys.stderr)

@@ -154,8 +154,9 @@ def initialize(run: Run, rng: jax.Array) -> steps.TrainState:
     # embeddings resampled to this image size. `init_params` are global jax.Arrays
     # (replicated unless config.fsdp); runs once, outside any jit, before compiling.
     from vit_jax import checkpoint  # pylint: disable=import-outside-toplevel
-    # Published files do not record their resolution: the config says it. Our own
-    # run directories do, and that wins.
+    # Published files do not record their resolution: config.init_image_size says it
+    # when set, else load_pretrained reads it from the position-embedding grid
+    # (vit_posemb.source_grid). Our own run directories record theirs, and that wins.
     published = not epath.Path(run.config.init).is_dir()
     params = checkpoint.load_pretrained(
         run.config.init, model=run.model, init_params=params,

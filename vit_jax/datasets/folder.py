@@ -1,8 +1,17 @@
-"""Own-image folders as a dataset source: `root/<split>/<class_name>/*.{jpg,jpeg,png}`.
+"""Own-image folders as a dataset source, in the two layouts people download.
 
-Class names are the sorted sub-folders of `root/train` (label id = position), so every
-split uses the same ids. Files are listed in sorted order and host i of n reads files
-i, i + n, i + 2n, ... (a disjoint, even and class-balanced share).
+  split folders  root/<split>/<class>/*.jpg   (own data; ImageNet-21K-P: root/train, root/val)
+  one tree       root/<class>/*.JPEG          (the full ImageNet-21k release, extracted):
+                 a single split named 'train'; hold out a slice for evaluation,
+                 e.g. train_split='train[:98%]', eval_split='train[98%:]'
+
+Class names are the sorted class folders (of root/train, or of root for one tree), and
+a label id is a name's position, so every split uses the same ids. Splits take tfds
+slices ('train[:98%]', 'train[98%:]', 'train[:5000]+val', see split_slices.py): a
+slice's positions index the split's files ranked by a hash of their path relative to
+the split folder, so a held-out slice samples every class in proportion and a file stays
+in it wherever the tree is mounted. The files a split selects are listed in sorted
+order; host i of n reads files i, i + n, i + 2n, ... (a disjoint, even share).
 
 A file that cannot be decoded is skipped, never replaced by a blank image and never
 fatal: `decode_or_skip` tries each decode in a one-element tf.data dataset with
@@ -11,6 +20,8 @@ count (`undecodable_files()` lists them).
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import threading
 
@@ -18,8 +29,11 @@ from absl import logging
 import tensorflow as tf
 
 from vit_jax.datasets import DatasetError
+from vit_jax.datasets import split_slices
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
+SPLIT_FOLDERS, ONE_TREE = 'split folders', 'one tree'
+ONE_TREE_SPLIT = 'train'  # the name of a one-tree folder's only split.
 _bad_files: set[str] = set()
 _bad_files_lock = threading.Lock()  # tf.data runs the report from several threads.
 
@@ -34,40 +48,75 @@ def is_folder(name: str) -> bool:
 
 
 def layout_help(root: str) -> str:
-  return (f'expected layout: {root}/train/<class_name>/*.jpg|*.jpeg|*.png, and the same '
-          f'for the eval split (e.g. {root}/test/<class_name>/...); the split names are '
-          'config.data.train_split and config.data.eval_split')
+  return (f'expected one of two layouts: split folders {root}/train/<class_name>/*.jpg'
+          f'|*.jpeg|*.png (and the same for the eval split, e.g. {root}/val/<class_name>/'
+          f'...; the split names are config.data.train_split and eval_split), or one tree '
+          f"{root}/<class_name>/*.JPEG with the single split '{ONE_TREE_SPLIT}' "
+          "(train_split='train[:98%]', eval_split='train[98%:]')")
+
+
+def _subdirs(path: str) -> list[str]:
+  with os.scandir(path) as entries:
+    return sorted(e.name for e in entries if e.is_dir())
+
+
+def _has_images(path: str) -> bool:
+  with os.scandir(path) as entries:
+    return any(e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS) for e in entries)
+
+
+@functools.lru_cache(maxsize=64)
+def layout(root: str) -> str:
+  """SPLIT_FOLDERS when root/train exists, ONE_TREE when root's folders hold images."""
+  root = os.path.expanduser(root)
+  if not os.path.isdir(root):
+    raise DatasetError(f'dataset folder {root} does not exist; {layout_help(root)}')
+  if os.path.isdir(os.path.join(root, 'train')):
+    return SPLIT_FOLDERS
+  if any(_has_images(os.path.join(root, d)) for d in _subdirs(root)):
+    return ONE_TREE
+  raise DatasetError(f'dataset folder {root} has neither a train/ sub-folder nor class '
+                     f'folders holding images; {layout_help(root)}')
 
 
 def class_names(root: str) -> list[str]:
-  """Sorted class sub-folders of root/train; their positions are the label ids."""
+  """Sorted class folders (of root/train, or of root for one tree): ids by position."""
   root = os.path.expanduser(root)
-  train = os.path.join(root, 'train')
-  if not os.path.isdir(train):
-    what = 'does not exist' if not os.path.isdir(root) else 'has no train/ sub-folder'
-    raise DatasetError(f'dataset folder {root} {what}; {layout_help(root)}')
-  names = sorted(d for d in os.listdir(train) if os.path.isdir(os.path.join(train, d)))
+  classes_dir = os.path.join(root, 'train') if layout(root) == SPLIT_FOLDERS else root
+  names = _subdirs(classes_dir)
   if not names:
-    raise DatasetError(f'{train} has no class sub-folders; {layout_help(root)}')
+    raise DatasetError(f'{classes_dir} has no class sub-folders; {layout_help(root)}')
   return names
 
 
-def list_files(root: str, split: str) -> tuple[list[str], list[int]]:
-  """All image paths of `split` in sorted order, with their label ids."""
-  root = os.path.expanduser(root)
-  names = class_names(root)
-  split_dir = os.path.join(root, split)
+def _split_dir(root: str, name: str) -> str:
+  if layout(root) == ONE_TREE:
+    if name != ONE_TREE_SPLIT:
+      raise DatasetError(
+          f'split {name!r}: {root} is one tree of class folders (no split folders), so '
+          f"its only split is '{ONE_TREE_SPLIT}'; hold out a slice of it, e.g. "
+          "train_split='train[:98%]', eval_split='train[98%:]'")
+    return root
+  split_dir = os.path.join(root, name)
   if not os.path.isdir(split_dir):
-    raise DatasetError(f'split {split!r} not found: {split_dir} does not exist; '
+    raise DatasetError(f'split {name!r} not found: {split_dir} does not exist; '
                        f'{layout_help(root)}')
-  unknown = sorted(set(d for d in os.listdir(split_dir)
-                       if os.path.isdir(os.path.join(split_dir, d))) - set(names))
+  return split_dir
+
+
+@functools.lru_cache(maxsize=16)
+def _scan(root: str, name: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
+  """Every image of split `name` in sorted order, with label ids; read once per process
+  (a 14M-file ImageNet-21k tree is worth not listing three times)."""
+  names = class_names(root)
+  split_dir = _split_dir(root, name)
+  unknown = sorted(set(_subdirs(split_dir)) - set(names))
   if unknown:
     raise DatasetError(f'{split_dir} has classes {unknown} that {root}/train lacks; '
                        'every class needs training images (add them or remove the folders)')
   paths, labels = [], []
-  for label, name in enumerate(names):
-    class_dir = os.path.join(split_dir, name)
+  for label, class_name in enumerate(names):
+    class_dir = os.path.join(split_dir, class_name)
     if not os.path.isdir(class_dir):
       continue
     for file in sorted(os.listdir(class_dir)):
@@ -76,6 +125,29 @@ def list_files(root: str, split: str) -> tuple[list[str], list[int]]:
         labels.append(label)
   if not paths:
     raise DatasetError(f'{split_dir} holds no .jpg/.jpeg/.png files; {layout_help(root)}')
+  return tuple(paths), tuple(labels)
+
+
+def _rank(paths: tuple[str, ...], split_dir: str) -> list[int]:
+  """Positions of `paths` ordered by a hash of the path below the split folder."""
+  def key(i):
+    return hashlib.sha1(os.path.relpath(paths[i], split_dir).encode()).digest()
+  return sorted(range(len(paths)), key=key)
+
+
+def list_files(root: str, split: str) -> tuple[list[str], list[int]]:
+  """Image paths of `split` (a tfds split string) in sorted order, with label ids."""
+  root = os.path.expanduser(root)
+  slices = split_slices.select(split, lambda name: len(_scan(root, name)[0]))
+  paths, labels = [], []
+  for s in slices:
+    split_paths, split_labels = _scan(root, s.name)
+    if (s.start, s.stop) == (0, len(split_paths)):
+      chosen = range(len(split_paths))  # the whole split: no ranking needed.
+    else:
+      chosen = sorted(_rank(split_paths, _split_dir(root, s.name))[s.start:s.stop])
+    paths += [split_paths[i] for i in chosen]
+    labels += [split_labels[i] for i in chosen]
   return paths, labels
 
 

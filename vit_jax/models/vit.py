@@ -13,7 +13,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy import ndimage as scipy_ndimage
 
 from vit_jax.models import attention_chunks as chunks_lib
 from vit_jax.models import matmul
@@ -454,71 +453,3 @@ def _register_all() -> None:
 
 
 _register_all()
-
-
-# --- Checkpoint adaptation owned by the ViT family (called by checkpoint.py). ---
-POSEMB_KEY = 'Transformer/posembed_input/pos_embedding'
-
-
-def resample_posemb(posemb: np.ndarray, old_grid: tuple[int, int],
-                    new_grid: tuple[int, int], num_prefix_tokens: int,
-                    method: str = 'bilinear') -> np.ndarray:
-  """Resizes a learned (1, prefix + h * w, D) position embedding to a new token grid.
-
-  'bilinear' is the original implementation's convention: corner-aligned, equal to
-  `scipy.ndimage.zoom(grid, (h'/h, w'/w, 1), order=1)` (what produced the published
-  fine-tuning results). 'bilinear_half_pixel' / 'bicubic' use half-pixel centres
-  (`jax.image.resize`). Prefix (class) tokens are kept as they are. Same grid: no-op.
-  """
-  prefix, grid = posemb[:, :num_prefix_tokens], posemb[0, num_prefix_tokens:]
-  if grid.shape[0] != old_grid[0] * old_grid[1]:
-    raise ValueError(
-        f'position embedding has {grid.shape[0]} grid tokens but the source grid '
-        f'{old_grid[0]}x{old_grid[1]} needs {old_grid[0] * old_grid[1]}; pass the '
-        "source model's image size")
-  if tuple(old_grid) == tuple(new_grid):
-    return posemb
-  grid = grid.reshape(old_grid[0], old_grid[1], -1)
-  if method == 'bilinear':
-    # scipy's zoom (order=1, grid_mode=False) maps corners to corners.
-    zoom = (new_grid[0] / old_grid[0], new_grid[1] / old_grid[1], 1)
-    resized = scipy_ndimage.zoom(grid, zoom, order=1)
-  elif method in ('bilinear_half_pixel', 'bicubic'):
-    kind = 'bilinear' if method == 'bilinear_half_pixel' else 'cubic'
-    resized = np.asarray(jax.image.resize(
-        grid, (*new_grid, grid.shape[-1]), kind, antialias=False))
-  else:
-    raise ValueError(f"posemb resampling method {method!r}: use 'bilinear' (default, "
-                     "as published), 'bilinear_half_pixel' or 'bicubic'")
-  if resized.shape[:2] != tuple(new_grid):
-    raise AssertionError(f'zoom produced {resized.shape[:2]}, expected {new_grid}')
-  resized = resized.reshape(1, new_grid[0] * new_grid[1], -1).astype(posemb.dtype)
-  return np.concatenate([prefix, resized], axis=1)
-
-
-def adapt_pretrained(flat: dict, flat_init: dict, model: VisionTransformer,
-                     source_image_size: tuple[int, int] | None,
-                     method: str = 'bilinear') -> tuple[dict, list[str]]:
-  """Resamples the position embedding from the source grid to `model.grid`.
-
-  The source grid is `source_image_size // model.stride` (the stride is the same for
-  pretraining and fine-tuning: same patch size and stem). Returns new flat params and
-  report lines.
-  """
-  if POSEMB_KEY not in flat or POSEMB_KEY not in flat_init:
-    return flat, []
-  old, new = np.asarray(flat[POSEMB_KEY]), flat_init[POSEMB_KEY]
-  if old.shape == tuple(new.shape) and source_image_size in (None, model.image_size):
-    return flat, []
-  if source_image_size is None:
-    raise ValueError(
-        f'{POSEMB_KEY} is {old.shape} in the checkpoint but {tuple(new.shape)} in the '
-        'model; give the resolution the checkpoint was trained at (source_image_size, '
-        'e.g. 224 for the published pretrained ViTs)')
-  source = registry.as_pair(source_image_size, 'source_image_size')
-  old_grid = (source[0] // model.stride, source[1] // model.stride)
-  prefix = int(model.classifier == 'token')
-  resized = resample_posemb(old, old_grid, model.grid, prefix, method)
-  line = (f'resampled {POSEMB_KEY}: {old.shape} -> {resized.shape} (grid '
-          f'{old_grid[0]}x{old_grid[1]} -> {model.grid[0]}x{model.grid[1]}, {method})')
-  return dict(flat, **{POSEMB_KEY: resized}), [line]
