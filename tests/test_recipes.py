@@ -27,6 +27,7 @@ import copy
 import dataclasses
 import glob
 import importlib
+import inspect
 import json
 import math
 import os
@@ -42,6 +43,8 @@ from tests import image_folders
 from tests import tiny_checkpoints
 from vit_jax import analyze
 from vit_jax import checkpoint
+from vit_jax import cost
+from vit_jax import input_pipeline
 from vit_jax import models
 from vit_jax import predict
 from vit_jax import preprocess
@@ -87,11 +90,15 @@ def documented_commands() -> list[Case]:
   return list(dict.fromkeys(cases))
 
 
-CASES = documented_commands()
+# Documented commands another test runs through its real entry point instead: the demo's
+# phases are what `python -m vit_jax.demo` runs (vit_jax.demo.phase_config builds each
+# from configs/demo.py:phase=...), and tests/test_demo.py runs that command's phases
+# end to end on the same tfds builder; training them here again would only repeat it.
+RUN_BY = {'demo.py': 'tests/test_demo.py'}
+CASES = [c for c in documented_commands() if c.file not in RUN_BY]
 # Run directories that `/runs/<name>` placeholders stand for: the case that writes them.
 RUNS = {'/runs/vit_b16_i21k': Case('vit_i21k.py', 'model=ViT-B/16,dataset=/data/imagenet21k'),
-        '/runs/swin_t_i1k': Case('swin_i1k.py', 'model=Swin-T'),
-        '/tmp/vit_demo/pretrain': Case('demo.py', 'phase=pretrain')}
+        '/runs/swin_t_i1k': Case('swin_i1k.py', 'model=Swin-T')}
 
 
 # ----------------------------------------------------------------------------------------
@@ -138,7 +145,6 @@ def build(case: Case, replacements: dict[str, str]) -> ml_collections.ConfigDict
 
 
 def _takes_arg(module) -> bool:
-  import inspect  # pylint: disable=import-outside-toplevel
   return bool(inspect.signature(module.get_config).parameters)
 
 
@@ -238,7 +244,7 @@ def run_case(tmp_path_factory, folders, published_npz, demo_data_dir,
 
 
 def test_every_recipe_documents_its_commands():
-  files = {c.file for c in CASES}
+  files = {c.file for c in CASES} | set(RUN_BY)
   configs = {os.path.basename(p) for p in glob.glob(os.path.join(REPO, 'configs', '*.py'))}
   assert files == configs - {'common.py', '__init__.py'}, files
   datasets = {dataset_of(c) for c in CASES}
@@ -274,7 +280,6 @@ def _eval_split_size(result) -> int:
   dataset = result.documented.data.dataset
   if dataset.split(':')[0] in MOCKED:
     return MOCK_EXAMPLES
-  from vit_jax import input_pipeline  # pylint: disable=import-outside-toplevel
   with mocked(dataset):
     return input_pipeline.preflight(result.ran, process_count=1,
                                     data_shards=1).num_eval_examples
@@ -310,6 +315,16 @@ def test_pretrain_i21k_finetune_imagenet_then_predict_and_analyze(run_case, fold
   posemb = params['Transformer']['posembed_input']['pos_embedding']
   assert posemb.shape == (1, 6 * 6 + 1, TINY_HIDDEN_SIZE)  # 4x4 -> 6x6 grid, + cls.
   assert 'pre_logits' not in params and params['head']['bias'].shape == (1000,)
+  # What fine-tuning started from: the pretrained encoder as it was, the grid resampled.
+  model = models.create('testing', num_classes=1000, image_size=24)
+  zeros = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), cost.abstract_params(model))
+  start = checkpoint.load_pretrained(pretrain.workdir, model=model, init_params=zeros)
+  pre = train_checkpoint.read_arrays(pretrain.workdir, 1)
+  np.testing.assert_array_equal(start['embedding']['kernel'], pre['embedding']['kernel'])
+  np.testing.assert_array_equal(
+      start['Transformer']['encoderblock_0']['MlpBlock_0']['Dense_0']['kernel'],
+      pre['Transformer']['encoderblock_0']['MlpBlock_0']['Dense_0']['kernel'])
+  assert start['Transformer']['posembed_input']['pos_embedding'].shape == (1, 37, 32)
 
   image = str(tmp_path / 'n01440764_1.JPEG')
   image_folders.write_jpeg(image, image_folders.class_image(0, 99, (50, 40)))

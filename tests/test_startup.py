@@ -17,6 +17,7 @@ import jax
 import pytest
 
 from tests import test_train
+from tests.test_train import compile_cache  # noqa: F401  (the session fixture)
 from vit_jax import startup
 
 GVNIC = ('0x1ae0', '0x0042')  # Google's virtual NIC, standard on current GCE VMs.
@@ -373,7 +374,7 @@ OLD_RULE = ('import glob, os; print(any(open(f).read().strip() == "0x1ae0" for f
             'sorted(os.listdir("/sys/bus/pci/devices")))')
 
 
-def test_main_trains_on_a_gvnic_only_machine(tmp_path, demo_data_dir):
+def test_main_trains_on_a_gvnic_only_machine(tmp_path, demo_data_dir, compile_cache):
   if shutil.which('unshare') is None:
     pytest.skip('needs unshare (util-linux) to fake /sys/bus/pci/devices')
   probe = subprocess.run(['unshare', '-m', 'sh', '-c',
@@ -382,7 +383,8 @@ def test_main_trains_on_a_gvnic_only_machine(tmp_path, demo_data_dir):
   if probe.returncode:
     pytest.skip('cannot mount a fake /sys/bus/pci/devices (needs root or CAP_SYS_ADMIN): '
                 f'unshare -m + mount exit {probe.returncode}: {probe.stderr.strip()}')
-  env = _launcher_free_env(tmp_path / 'cache')
+  # test_train's session cache: the same configs/testing.py programs compile once.
+  env = _launcher_free_env(compile_cache)
   env.update(PYTHON=sys.executable, OLD_RULE=OLD_RULE,
              OLD_RULE_OUT=str(tmp_path / 'old_rule.txt'))
   command = ['unshare', '-m', 'sh', '-c', GVNIC_MACHINE, 'gvnic_machine',

@@ -22,9 +22,7 @@ import numpy as np
 import pytest
 
 from configs import testing as testing_config
-from vit_jax import checkpoint
 from vit_jax import cost
-from vit_jax import models
 from vit_jax import sharding
 from vit_jax import train
 from vit_jax import train_checkpoint
@@ -255,34 +253,6 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(runs):
   log = runs.logs['sigterm']
   assert 'SIGTERM received' in log and 'Preempted at step 20' in log
   assert 'Resumed from' in runs.logs['final'] and 'at step 20' in runs.logs['final']
-
-
-def test_pretraining_run_fine_tunes_at_a_new_resolution(demo_data_dir, tmp_path):
-  """ViT protocol end to end: pretrain at 16 px, fine-tune from that run at 24 px on
-  the downstream task (new head, position embeddings resampled 4x4 -> 6x6)."""
-  pretrain_dir, finetune_dir = str(tmp_path / 'pre'), str(tmp_path / 'ft')
-  train.train_and_evaluate(_config(demo_data_dir, total_steps=4, warmup_steps=1,
-                                   eval_every_steps=4,
-                                   checkpoint_every_steps=4), pretrain_dir)
-  config = _config(demo_data_dir, total_steps=2, warmup_steps=1, eval_every_steps=2,
-                   checkpoint_every_steps=2, image_size=24, init=pretrain_dir)
-  config.data.dataset = 'vit_demo/downstream_tiny'
-  train.train_and_evaluate(config, finetune_dir)
-
-  pre = train_checkpoint.read_arrays(pretrain_dir)
-  ft0 = checkpoint.load_pretrained(
-      pretrain_dir, model=models.create('testing', num_classes=10, image_size=24),
-      init_params=_zero_params(10, 24))
-  assert ft0['Transformer']['posembed_input']['pos_embedding'].shape == (1, 37, 32)
-  np.testing.assert_array_equal(ft0['embedding']['kernel'], pre['embedding']['kernel'])
-  tuned = train_checkpoint.read_arrays(finetune_dir)
-  assert tuned['head']['kernel'].shape == (32, 10)
-  assert tuned['Transformer']['posembed_input']['pos_embedding'].shape == (1, 37, 32)
-
-
-def _zero_params(num_classes, res):
-  model = models.create('testing', num_classes=num_classes, image_size=res)
-  return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), cost.abstract_params(model))
 
 
 def test_checkpoint_dir_keeps_gcs_urls_and_absolutises_local_paths():
