@@ -128,11 +128,15 @@ def _scan(root: str, name: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
   return tuple(paths), tuple(labels)
 
 
-def _rank(paths: tuple[str, ...], split_dir: str) -> list[int]:
-  """Positions of `paths` ordered by a hash of the path below the split folder."""
+@functools.lru_cache(maxsize=16)
+def _rank(root: str, name: str) -> tuple[int, ...]:
+  """Positions of split `name`'s files ordered by a hash of the path below the split
+  folder; computed once per process like `_scan` (preflight, the host shares and the
+  eval pass all slice the same split)."""
+  paths, split_dir = _scan(root, name)[0], _split_dir(root, name)
   def key(i):
     return hashlib.sha1(os.path.relpath(paths[i], split_dir).encode()).digest()
-  return sorted(range(len(paths)), key=key)
+  return tuple(sorted(range(len(paths)), key=key))
 
 
 def list_files(root: str, split: str) -> tuple[list[str], list[int]]:
@@ -145,7 +149,7 @@ def list_files(root: str, split: str) -> tuple[list[str], list[int]]:
     if (s.start, s.stop) == (0, len(split_paths)):
       chosen = range(len(split_paths))  # the whole split: no ranking needed.
     else:
-      chosen = sorted(_rank(split_paths, _split_dir(root, s.name))[s.start:s.stop])
+      chosen = sorted(_rank(root, s.name)[s.start:s.stop])
     paths += [split_paths[i] for i in chosen]
     labels += [split_labels[i] for i in chosen]
   return paths, labels
