@@ -1,7 +1,12 @@
 """vit_jax: Vision Transformers (ViT, ResNet+ViT hybrids, Swin) in JAX/Flax.
 
 Lower bounds are the versions the test suite ran with; `constraints.txt` pins the exact
-environment CI used (`pip install -c constraints.txt -e .`).
+environment CI used (`pip install -c constraints.txt -e .`). Every third-party module that
+vit_jax/ or configs/ imports is declared here (tests/test_install.py checks it).
+
+The recipes live in the top-level `configs/` folder and are installed as the package
+`vit_jax.configs`, so `python -m vit_jax.main --config=configs/testing.py` finds them
+from any directory (vit_jax/recipes.py), in an editable install or a wheel.
 """
 from setuptools import find_packages, setup
 
@@ -15,6 +20,7 @@ INSTALL_REQUIRES = [
     'tensorflow-datasets>=4.9.10',
     'importlib_resources>=6.0',  # tfds 4.9.10 download_and_prepare imports it undeclared.
     'ml-collections>=1.1.0',
+    'etils[epath]>=1.15.0',  # epath: local and gs:// workdirs and checkpoint files.
     'clu>=0.0.12',
     'tensorboard>=2.21.0',  # clu.metric_writers writes TensorBoard events through it.
     'absl-py>=2.5.1',
@@ -39,7 +45,8 @@ setup(
     version='0.1.0',
     description='Vision Transformers (ViT, hybrids, Swin) in JAX/Flax: pretrain and '
                 'fine-tune on TPU, GPU and CPU.',
-    packages=find_packages(include=['vit_jax', 'vit_jax.*']),
+    packages=find_packages(include=['vit_jax', 'vit_jax.*']) + ['vit_jax.configs'],
+    package_dir={'vit_jax.configs': 'configs'},  # the recipes ship with the package.
     python_requires='>=3.11',
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,

@@ -7,7 +7,7 @@ import ml_collections
 
 
 def get_data_config() -> ml_collections.ConfigDict:
-  """Input pipeline settings (vit_jax/input_pipeline.py reads these)."""
+  """Input pipeline settings (vit_jax/data/pipeline.py reads these)."""
   data = ml_collections.ConfigDict()
   data.dataset = 'vit_demo/upstream'  # tfds name ('cifar10', 'imagenet2012') or a folder path.
   data.data_dir = ml_collections.FieldReference(None, field_type=str)  # tfds data_dir; None = tfds default.
@@ -21,9 +21,9 @@ def get_data_config() -> ml_collections.ConfigDict:
   data.prefetch = 2  # batches tf.data prepares ahead on the host; project choice.
   data.device_prefetch = 2  # global batches placed on devices ahead of the step; project choice (vision_transformer prefetch = 2).
   data.num_parallel_calls = 2  # tf.data threads for decode/augment; bounded for small hosts (project choice).
-  # Preprocessing: vit_jax/preprocess.py, randaugment.py, batch_augment.py.
+  # Preprocessing: vit_jax/data/preprocess.py, randaugment.py, batch_augment.py.
   data.train_crop = 'inception'  # 'inception' random resized crop | 'resize' (plain resize).
-  data.crop_area_min = 0.05  # inception crop: min fraction of the image area (vision_transformer vit_jax/input_pipeline.py area_range=(0.05, 1.0); big_vision inception_crop area_min=5).
+  data.crop_area_min = 0.05  # inception crop: min fraction of the image area (vision_transformer vit_jax/data/pipeline.py area_range=(0.05, 1.0); big_vision inception_crop area_min=5).
   data.flip = True  # random horizontal flip at train time.
   data.eval_resize = 'resize_crop'  # 'resize_crop' (resize to eval_crop_ratio x res, central crop) | 'resize'.
   data.eval_crop_ratio = 1.143  # 256/224: resize side relative to the crop side (big_vision resize_small(256)|central_crop(224); Swin data/build.py TEST.CROP).

@@ -33,7 +33,7 @@ classifier=token|gap (the ablations of experiments/demo_ablations/).
 """
 import ml_collections
 
-from configs import common
+from vit_jax.configs import common
 
 # Budget (project choice): the whole demo must stay under 10 minutes on 2 CPU cores
 # (3,000 / 200: 7.6 min measured, experiments/demo/README.md "Results"; 8.2 min before

@@ -44,7 +44,7 @@ ImageNet-22K pretrained, 1K top-1): Swin-B 85.2% at 224, 86.4% at 384; Swin-L 86
 """
 import ml_collections
 
-from configs import common
+from vit_jax.configs import common
 
 # Per-dataset steps: [T4] column "Steps" (also [VC] DATASET_PRESETS total_steps for
 # cifar10/cifar100/imagenet2012). VTAB tasks: 2,500 steps at lr 0.01 [T4], pass steps=.
@@ -82,8 +82,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.data.dataset = args.dataset
   train_split, eval_split = SPLITS.get(args.dataset, ('train', 'test'))  # else: project choice.
   config.data.train_split, config.data.eval_split = train_split, eval_split
-  config.data.train_crop = 'inception'  # [VC] vit_jax/input_pipeline.py: area 5-100% (common.py), flip.
-  config.data.eval_resize = 'resize'  # [VC] vit_jax/input_pipeline.py evaluates on plain resizes.
+  config.data.train_crop = 'inception'  # [VC] vit_jax/data/pipeline.py: area 5-100% (common.py), flip.
+  config.data.eval_resize = 'resize'  # [VC] vit_jax/data/pipeline.py evaluates on plain resizes.
   config.batch_size = args.batch  # 512: [T4] caption; [VC] batch.
   config.eval_batch_size = args.batch  # [VC] batch_eval 512.
   config.accum_steps = args.accum_steps  # memory only ([VC] accum_steps).

@@ -17,7 +17,7 @@ the paper's Table 1(a) is quoted as 81.3 / 83.0 / 83.5 (not re-checked in this a
 """
 import ml_collections
 
-from configs import common
+from vit_jax.configs import common
 
 # [SW] DROP_PATH_RATE of swin_{tiny,small,base}_patch4_window7_224.yaml.
 DROP_PATH = {'Swin-T': 0.2, 'Swin-S': 0.3, 'Swin-B': 0.5}

@@ -1,6 +1,7 @@
 """Tiny training config for the tests and a first smoke run: model 'testing' on the demo data.
 
-Command (from the repository root; the tiny demo dataset is rendered offline on first use):
+Command (from any directory once installed; the tiny demo dataset is rendered offline on
+first use):
 
   python -m vit_jax.main --config=configs/testing.py --workdir=/tmp/vit_testing
 
@@ -16,7 +17,7 @@ Argument `fsdp` shards parameters and optimiser state: configs/testing.py:fsdp
 """
 import ml_collections
 
-from configs import common
+from vit_jax.configs import common
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:

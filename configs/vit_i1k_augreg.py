@@ -24,7 +24,7 @@ google-research/vision_transformer issue #62.)
 """
 import ml_collections
 
-from configs import common
+from vit_jax.configs import common
 from vit_jax import models
 
 

@@ -32,7 +32,7 @@ no ImageNet-21k row in the paper; the vision_transformer README reproduces 83.72
 imagenet2012 from its published R50+ViT-B_16 checkpoint.
 
 Data: ImageNet-21k is not in the tfds catalog; `dataset` is a folder in one of the two
-layouts above (vit_jax/datasets/folder.py) or the name of your own tfds builder. The
+layouts above (vit_jax/data/folder.py) or the name of your own tfds builder. The
 full release is one tree with the single split 'train': the default splits hold out
 train[98%:] (2%, ranked by a hash of each file's path, so every class is held out in
 proportion) for evaluation. ImageNet-21K-P has its own val/ folder: pass
@@ -43,7 +43,7 @@ onehot(21843) of the single label + sigmoid_xent); the eval metric is top-1 accu
 """
 import ml_collections
 
-from configs import common
+from vit_jax.configs import common
 from vit_jax import models
 
 
@@ -74,7 +74,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   # one-hot targets of the folder label, not multi-hot label sets.
   config.data.multi_label = False
   # Eval on plain resizes: [#2] "the same cropping code" as vision_transformer's
-  # vit_jax/input_pipeline.py, whose eval branch resizes without a crop.
+  # vit_jax/data/pipeline.py, whose eval branch resizes without a crop.
   config.data.eval_resize = 'resize'
   config.loss = 'sigmoid_xent'  # [#34]; issue #62: "sigmoid crossentropy during pre-training".
   config.optimizer = 'adam'  # [#2] optimizer=Adam; b1 0.9, b2 0.999 (paper Sec 4.1, common.py).

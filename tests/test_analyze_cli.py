@@ -12,7 +12,7 @@ from PIL import Image
 
 from tests import tiny_checkpoints
 from vit_jax import analyze
-from vit_jax import checkpoint
+from vit_jax.checkpoints import published
 from vit_jax import models
 
 
@@ -22,7 +22,7 @@ def tiny_checkpoint(tmp_path_factory):
   model = models.create('testing', num_classes=4)
   params = tiny_checkpoints.random_params(model)  # no init to compile.
   np.savez(tmp / 'tiny.npz', **{k: np.asarray(v)
-                                for k, v in checkpoint.flatten(params).items()})
+                                for k, v in published.flatten(params).items()})
   image = (np.random.default_rng(0).uniform(size=(40, 50, 3)) * 255).astype(np.uint8)
   Image.fromarray(image).save(tmp / 'img.png')
   return tmp

@@ -4,10 +4,10 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from configs import common
+from vit_jax.configs import common
 from vit_jax import models
+from vit_jax import run_config
 from vit_jax import sharding
-from vit_jax import train
 from vit_jax.models import attention_chunks
 
 
@@ -19,27 +19,27 @@ from vit_jax.models import attention_chunks
 def test_default_chunks_follow_the_backend_and_cores(monkeypatch, backend, cores,
                                                      expected):
   monkeypatch.setattr(jax, 'default_backend', lambda: backend)
-  monkeypatch.setattr(attention_chunks.cost, 'host_cpu_cores', lambda: cores)
+  monkeypatch.setattr(attention_chunks.peaks, 'host_cpu_cores', lambda: cores)
   assert attention_chunks.resolve(None, batch=16) == expected
 
 
 def test_one_thread_per_device_meshes_get_one_chunk():
-  """train.create_model: a mesh of several CPU devices in this process is compiled
+  """run_config.create_model: a mesh of several CPU devices in this process is compiled
   with one XLA thread each (cpu_devices), so attention is not split there; a
   one-device mesh keeps the default, and an explicit override always wins."""
   config = common.get_config()
   config.model, config.image_size = 'testing', 32
   one, all_devices = (sharding.make_mesh(d) for d in (jax.devices()[:1], None))
-  assert train.create_model(config, 3, one).attention_chunks is None
-  assert train.create_model(config, 3, all_devices).attention_chunks == 1
-  assert train.create_model(config, 3).attention_chunks is None
+  assert run_config.create_model(config, 3, mesh=one).attention_chunks is None
+  assert run_config.create_model(config, 3, mesh=all_devices).attention_chunks == 1
+  assert run_config.create_model(config, 3).attention_chunks is None
   config.model_overrides.attention_chunks = 2
-  assert train.create_model(config, 3, all_devices).attention_chunks == 2
+  assert run_config.create_model(config, 3, mesh=all_devices).attention_chunks == 2
 
 
 def test_default_cpu_chunks_hold_two_examples_up_to_eight_chunks(monkeypatch):
   monkeypatch.setattr(jax, 'default_backend', lambda: 'cpu')
-  monkeypatch.setattr(attention_chunks.cost, 'host_cpu_cores', lambda: 2)
+  monkeypatch.setattr(attention_chunks.peaks, 'host_cpu_cores', lambda: 2)
   sizes = {b: attention_chunks.resolve(None, batch=b) for b in (1, 2, 5, 8, 16, 256)}
   assert sizes == {1: 1, 2: 1, 5: 3, 8: 4, 16: 8, 256: 8}
 

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from configs import common
-from vit_jax import input_pipeline
-from vit_jax import batch_augment
-from vit_jax import preprocess as pp
-from vit_jax.input_pipeline import DatasetError
+from vit_jax.configs import common
+from vit_jax.data import pipeline
+from vit_jax.data import preflight
+from vit_jax.data import batch_augment
+from vit_jax.data import preprocess as pp
+from vit_jax.data import DatasetError
 from tests.test_preprocess import run  # eager and in tf.data, asserting they agree
 
 
@@ -263,7 +264,7 @@ def config_for(data_dir, **data):
 
 
 def host_batches(config, start=0, steps=4, process_index=0, process_count=1):
-  return list(input_pipeline.host_train_dataset(
+  return list(pipeline.host_train_dataset(
       config, start_step=start, process_index=process_index,
       process_count=process_count).take(steps).as_numpy_iterator())
 
@@ -316,4 +317,4 @@ def test_pipeline_random_erasing_replaces_boxes_with_noise(demo_data_dir):
 def test_bad_augmentation_values_fail_in_preflight(demo_data_dir, field, value, pattern):
   config = config_for(demo_data_dir, **{field: value})
   with pytest.raises(DatasetError, match=pattern):
-    input_pipeline.preflight(config)  # the data check, before any model exists
+    preflight.preflight(config)  # the data check, before any model exists

@@ -9,8 +9,11 @@ import jax
 import pytest
 
 from vit_jax import benchmark
-from vit_jax import cost
 from vit_jax import models
+from vit_jax.cost import flops
+from vit_jax.cost import peaks
+from vit_jax.speed import options
+from vit_jax.speed import timing
 
 BATCH = 8  # one example per simulated device (conftest: 8 CPU devices).
 
@@ -58,7 +61,7 @@ def test_flops_per_step_agree_with_analytic_macs(sweep_lines):
   alone is ~1x (plus elementwise ops), a train step ~3x (forward + two backward
   matmuls per forward one) plus the optimiser update."""
   model = models.create('testing', num_classes=1000, image_size=32)
-  forward_flops = 2 * cost.forward_macs(model) * BATCH
+  forward_flops = 2 * flops.forward_macs(model) * BATCH
   train, infer = sweep_lines[0]
   assert 0.95 < infer['flops_per_step'] / forward_flops < 1.3
   assert 2.9 < train['flops_per_step'] / forward_flops < 4.0
@@ -84,7 +87,7 @@ def test_flops_per_step_agree_with_analytic_macs(sweep_lines):
     (['--cpu_malloc'], '--cpu_malloc needs a process of its own'),
 ])
 def test_bad_flags_fail_before_any_compile(argv, message, capsys):
-  with benchmark.CompileCounter() as compiles, pytest.raises(SystemExit):
+  with timing.CompileCounter() as compiles, pytest.raises(SystemExit):
     benchmark.main(['--model', 'ViT-B/16', *argv])
   assert message in capsys.readouterr().err
   assert compiles.count == 0
@@ -98,10 +101,10 @@ def test_devices_sweep_times_one_device_and_the_whole_mesh(tmp_path):
   assert [l['mesh_devices'] for l in lines] == [1, 8]
   assert lines[0]['step_compiler_options'] == {}
   assert lines[1]['step_compiler_options'] == {'xla_cpu_multi_thread_eigen': False}
-  assert lines[0]['cores'] == lines[1]['cores'] == cost.host_cpu_cores()
+  assert lines[0]['cores'] == lines[1]['cores'] == peaks.host_cpu_cores()
   # One device with XLA's threads: attention in chunks of 2 examples (on a multi-core
-  # host); one thread per device: none (train.create_model).
-  expected = (BATCH + 1) // 2 if cost.host_cpu_cores() > 1 else 1
+  # host); one thread per device: none (run_config.model_fields).
+  expected = (BATCH + 1) // 2 if peaks.host_cpu_cores() > 1 else 1
   assert [l['attention_chunks'] for l in lines] == [min(expected, 8), 1]
   # Same model work; each of the 8 devices also runs the replicated optimiser update
   # (7% more FLOPs on this 0.1 GFLOP model).
@@ -110,7 +113,7 @@ def test_devices_sweep_times_one_device_and_the_whole_mesh(tmp_path):
 
 def test_xla_option_values_are_typed():
   """XLA's option parser rejects the string 'false' for a bool option."""
-  opts = benchmark.configurations(benchmark.Options(), [
+  opts = options.configurations(options.Options(), [
       'xla.xla_cpu_multi_thread_eigen=false,default',
       'xla.xla_cpu_experimental_ynn_fusion_type=DOT|'])
   assert [o.xla_options for o in opts] == [
@@ -120,4 +123,4 @@ def test_xla_option_values_are_typed():
        ('xla_cpu_multi_thread_eigen', False)),
       (('xla_cpu_experimental_ynn_fusion_type', 'DOT'),),
       (('xla_cpu_experimental_ynn_fusion_type', ''),)]
-  assert benchmark.xla_option_value('4') == 4
+  assert options.xla_option_value('4') == 4

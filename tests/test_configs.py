@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from configs import common
+from vit_jax.configs import common
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_FILES = sorted(
@@ -21,7 +21,7 @@ DEMO_PHASES = ('pretrain', 'finetune', 'scratch')
 
 
 def load(file: str):
-  return importlib.import_module(f'configs.{file[:-3]}')
+  return importlib.import_module(f'vit_jax.configs.{file[:-3]}')
 
 
 def takes_arg(module) -> bool:

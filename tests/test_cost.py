@@ -2,7 +2,7 @@
 import jax.numpy as jnp
 import pytest
 
-from vit_jax import cost
+from vit_jax.cost import flops
 from vit_jax import models
 
 
@@ -12,7 +12,7 @@ from vit_jax import models
     ('ViT-L/16', 384, 190.7),
 ])
 def test_forward_macs_within_3_percent_of_published(name, res, published_gmacs):
-  macs = cost.forward_macs(models.create(name, num_classes=1000, image_size=res))
+  macs = flops.forward_macs(models.create(name, num_classes=1000, image_size=res))
   assert abs(macs / 1e9 - published_gmacs) / published_gmacs < 0.03
 
 
@@ -24,10 +24,10 @@ def test_forward_macs_by_hand_for_the_tiny_vit():
   per_layer = 3 * t * d * d + 2 * t * t * d + t * d * d + 2 * t * d * mlp
   head = d * 10
   model = models.create('testing', num_classes=10)
-  assert cost.forward_macs(model) == embed + layers * per_layer + head
+  assert flops.forward_macs(model) == embed + layers * per_layer + head
 
 
 def test_macs_do_not_depend_on_dtype_or_remat():
-  base = cost.forward_macs(models.create('testing', num_classes=10))
-  assert cost.forward_macs(models.create('testing', num_classes=10,
+  base = flops.forward_macs(models.create('testing', num_classes=10))
+  assert flops.forward_macs(models.create('testing', num_classes=10,
                                          dtype=jnp.bfloat16, remat=True)) == base

@@ -7,15 +7,15 @@ import sys
 import jax
 import pytest
 
-from vit_jax import cost
-from vit_jax import cpu_devices
-from vit_jax import host_malloc
+from vit_jax.cost import peaks
+from vit_jax.platform import cpu_devices
+from vit_jax.platform import host_malloc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize('value, expected', [
-    ('auto', cost.host_cpu_cores()), ('AUTO', cost.host_cpu_cores()), ('3', 3), (2, 2)])
+    ('auto', peaks.host_cpu_cores()), ('AUTO', peaks.host_cpu_cores()), ('3', 3), (2, 2)])
 def test_resolve(value, expected):
   assert cpu_devices.resolve(value) == expected
 

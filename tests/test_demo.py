@@ -10,10 +10,10 @@ import os
 import numpy as np
 import pytest
 
-from configs import demo as demo_config
+from vit_jax.configs import demo as demo_config
 from vit_jax import demo
 from vit_jax.models import vit_posemb
-from vit_jax import train_checkpoint
+from vit_jax.checkpoints import training
 
 TINY = {'pretrain': 'vit_demo/upstream_tiny', 'finetune': 'vit_demo/downstream_tiny',
         'scratch': 'vit_demo/downstream_tiny'}
@@ -29,7 +29,7 @@ def demo_run(tmp_path_factory, demo_data_dir):
 
 
 def _param(workdir, phase, path):
-  arrays = train_checkpoint.read_arrays(os.path.join(workdir, phase), None, 'params')
+  arrays = training.read_arrays(os.path.join(workdir, phase), None, 'params')
   for key in path:
     arrays = arrays[key]
   return np.asarray(arrays)

@@ -13,10 +13,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import common
+from vit_jax.configs import common
 from vit_jax import optim
+from vit_jax import run_config
 from vit_jax import steps
-from vit_jax import train
 from vit_jax.models import matmul
 
 CLASSES = 10
@@ -44,7 +44,7 @@ def _params_and_batch(model):
 
 def _logits_and_step(config, params, batch):
   """(logits, params after one SGD update of steps.train_step) for `config`."""
-  model = train.create_model(config, CLASSES)
+  model = run_config.create_model(config, CLASSES)
   tx = optim.make_optimizer(config)
   step = functools.partial(steps.train_step, model=model, tx=tx, config=config)
 
@@ -63,7 +63,7 @@ def reference():
   config.model_overrides.fused_qkv = False
   config.model_overrides.attention_impl = 'einsum'
   config.model_overrides.attention_chunks = 1
-  params, batch = _params_and_batch(train.create_model(config, CLASSES))
+  params, batch = _params_and_batch(run_config.create_model(config, CLASSES))
   return params, batch, _logits_and_step(config, params, batch)
 
 
@@ -92,7 +92,7 @@ def test_swin_attention_chunks_equal_one_batched_attention_in_float32():
     config = _config('Swin-testing')
     config.model_overrides.attention_chunks = chunks
     if not results:
-      params, batch = _params_and_batch(train.create_model(config, CLASSES))
+      params, batch = _params_and_batch(run_config.create_model(config, CLASSES))
     results.append(_logits_and_step(config, params, batch))
   (ref_logits, ref_params), (logits, new_params) = results
   assert float(jnp.std(ref_logits)) > 0.1  # not a trivially zero output.
@@ -146,7 +146,7 @@ def test_bf16_matmul_reaches_every_block_matmul(model, float32_dots):
   """Traced (not compiled): every dot_general of the forward pass but the head's gets
   bf16 operands; the patch embedding is a convolution and stays float32."""
   config = _config(model, 'bf16_matmul')
-  net = train.create_model(config, CLASSES)
+  net = run_config.create_model(config, CLASSES)
   images = jnp.zeros((2, 32, 32, 3))
   params = jax.eval_shape(lambda x: net.init(jax.random.key(0), x, train=False), images)
   jaxpr = jax.make_jaxpr(lambda p, x: net.apply(p, x, train=False))(params, images)

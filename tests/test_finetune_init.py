@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from vit_jax import checkpoint
+from vit_jax.checkpoints import published
+
+from vit_jax.checkpoints import fit
 from vit_jax import models
 from vit_jax.models import vit_posemb
 
@@ -54,7 +56,7 @@ def _init(model):
 
 
 def _save_npz(path, params):
-  np.savez(path, **{k: np.asarray(v) for k, v in checkpoint.flatten(params).items()})
+  np.savez(path, **{k: np.asarray(v) for k, v in published.flatten(params).items()})
 
 
 def test_load_pretrained_resamples_and_replaces_head(tmp_path, caplog):
@@ -63,7 +65,7 @@ def test_load_pretrained_resamples_and_replaces_head(tmp_path, caplog):
   _save_npz(tmp_path / 'src.npz', src)
   target = models.create('testing', num_classes=5, image_size=(48, 32))
   with caplog.at_level(logging.INFO):
-    params, report = checkpoint.load_pretrained(
+    params, report = fit.load_pretrained(
         str(tmp_path / 'src.npz'), model=target, init_params=_init(target),
         source_image_size=32, return_report=True)
   posemb = params['Transformer']['posembed_input']['pos_embedding']
@@ -87,7 +89,7 @@ def test_load_pretrained_keeps_pre_logits_when_configured(tmp_path):
   src = jax.tree_util.tree_map(lambda x: x + 1.0, _init(source))
   _save_npz(tmp_path / 'src.npz', src)
   target = models.create('testing', num_classes=5, representation_size=32)
-  params = checkpoint.load_pretrained(str(tmp_path / 'src.npz'), model=target,
+  params = fit.load_pretrained(str(tmp_path / 'src.npz'), model=target,
                                       init_params=_init(target))
   np.testing.assert_array_equal(params['pre_logits']['kernel'],
                                 src['pre_logits']['kernel'])
@@ -96,9 +98,9 @@ def test_load_pretrained_keeps_pre_logits_when_configured(tmp_path):
 def test_load_pretrained_lists_what_does_not_fit(tmp_path):
   _save_npz(tmp_path / 'src.npz', _init(models.create('testing', num_classes=10)))
   wider = models.create('testing', num_classes=10, mlp_dim=48)
-  with pytest.raises(checkpoint.CheckpointMismatchError, match='MlpBlock_0/Dense_0/kernel: '
+  with pytest.raises(published.CheckpointMismatchError, match='MlpBlock_0/Dense_0/kernel: '
                      r'file \(32, 64\) vs model \(32, 48\)'):
-    checkpoint.load_pretrained(str(tmp_path / 'src.npz'), model=wider,
+    fit.load_pretrained(str(tmp_path / 'src.npz'), model=wider,
                                init_params=_init(wider))
 
 
@@ -109,9 +111,9 @@ def test_grid_change_without_source_size_reads_the_square_grid(tmp_path):
   _save_npz(tmp_path / 'src.npz', _init(models.create('testing', num_classes=10)))
   big = models.create('testing', num_classes=10, image_size=64)
   init = _init(big)
-  inferred, report = checkpoint.load_pretrained(str(tmp_path / 'src.npz'), model=big,
+  inferred, report = fit.load_pretrained(str(tmp_path / 'src.npz'), model=big,
                                                 init_params=init, return_report=True)
-  given = checkpoint.load_pretrained(str(tmp_path / 'src.npz'), model=big,
+  given = fit.load_pretrained(str(tmp_path / 'src.npz'), model=big,
                                      init_params=init, source_image_size=32)
   np.testing.assert_array_equal(inferred['Transformer']['posembed_input']['pos_embedding'],
                                 given['Transformer']['posembed_input']['pos_embedding'])

@@ -7,9 +7,11 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from configs import common
-from vit_jax import input_pipeline
-from vit_jax.datasets import DatasetError, folder
+from vit_jax.configs import common
+from vit_jax.data import pipeline
+from vit_jax.data import preflight
+from vit_jax.data import DatasetError
+from vit_jax.data import folder
 
 # Solid colours identify each image after decoding (channel 0 = 10 * image number).
 CLASSES = {'train': {'cat': 3, 'dog': 2, 'emu': 2}, 'test': {'cat': 1, 'dog': 2}}
@@ -82,8 +84,8 @@ def test_corrupt_image_is_skipped_and_reported_once(image_root, caplog):
   config = config_for(image_root, eval_batch_size=4)
   config.data.eval_split = 'train'
   with caplog.at_level(logging.WARNING):
-    first = list(input_pipeline.host_eval_dataset(config).as_numpy_iterator())
-    second = list(input_pipeline.host_eval_dataset(config).as_numpy_iterator())
+    first = list(pipeline.host_eval_dataset(config).as_numpy_iterator())
+    second = list(pipeline.host_eval_dataset(config).as_numpy_iterator())
   broken = os.path.join(image_root, 'train', 'dog', 'broken.jpg')
   reports = [r for r in caplog.records if 'cannot be decoded' in r.getMessage()]
   assert len(reports) == 1 and broken in reports[0].getMessage()
@@ -100,7 +102,7 @@ def test_corrupt_image_is_skipped_and_reported_once(image_root, caplog):
 
 def test_train_stream_skips_the_corrupt_image_and_keeps_running(image_root):
   config = config_for(image_root)
-  ds = input_pipeline.host_train_dataset(config, process_index=1, process_count=2)
+  ds = pipeline.host_train_dataset(config, process_index=1, process_count=2)
   batches = list(ds.take(3).as_numpy_iterator())  # 3 x 4 examples > 3 good files on host 1
   assert [b['image'].shape for b in batches] == [(4, 8, 8, 3)] * 3
   ids = set(image_ids(np.concatenate([b['image'] for b in batches])))
@@ -113,16 +115,16 @@ def test_missing_folder_and_split_fail_with_the_layout(tmp_path, image_root):
   with pytest.raises(DatasetError, match=r'nothing_here does not exist; expected one of two '
                      r'layouts: split folders .*nothing_here/train/<class_name>/\*\.jpg.*'
                      r'one tree .*nothing_here/<class_name>/\*\.JPEG'):
-    input_pipeline.preflight(config_for(missing))
+    preflight.preflight(config_for(missing))
   config = config_for(image_root)
   config.data.eval_split = 'validation'
   with pytest.raises(DatasetError, match=r"split 'validation' not found: .*validation "
                      'does not exist'):
-    input_pipeline.preflight(config)
+    preflight.preflight(config)
 
 
 def test_preflight_reports_folder_facts(image_root):
-  info = input_pipeline.preflight(config_for(image_root))
+  info = preflight.preflight(config_for(image_root))
   assert info.num_classes == 3 and info.label_names == ['cat', 'dog', 'emu']
   assert (info.num_train_examples, info.num_eval_examples) == (8, 3)
   assert not info.multi_label
@@ -130,7 +132,7 @@ def test_preflight_reports_folder_facts(image_root):
 
 def test_folder_images_get_the_inception_crop_too(image_root):
   config = config_for(image_root, data=dict(train_crop='inception', flip=True))
-  batch = next(input_pipeline.host_train_dataset(config).as_numpy_iterator())
+  batch = next(pipeline.host_train_dataset(config).as_numpy_iterator())
   assert batch['image'].shape == (8, 8, 8, 3) and batch['label'].shape == (8, 3)
   # Solid-colour images: any crop keeps the colour.
   assert set(image_ids(batch['image'])) <= set(range(1, 8))

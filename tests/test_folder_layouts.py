@@ -6,10 +6,12 @@ import shutil
 import numpy as np
 import pytest
 
-from configs import common
+from vit_jax.configs import common
 from tests import image_folders
-from vit_jax import input_pipeline
-from vit_jax.datasets import DatasetError, folder, split_slices
+from vit_jax.data import pipeline
+from vit_jax.data import preflight
+from vit_jax.data import DatasetError
+from vit_jax.data import folder, split_slices
 
 
 @pytest.fixture(scope='module')
@@ -80,10 +82,10 @@ def test_absolute_and_combined_slices(split_tree):
 
 
 def test_preflight_on_both_imagenet21k_layouts(one_tree, split_tree):
-  info = input_pipeline.preflight(config_for(one_tree, 'train[:98%]', 'train[98%:]'),
+  info = preflight.preflight(config_for(one_tree, 'train[:98%]', 'train[98%:]'),
                                   process_count=1, data_shards=1)
   assert (info.num_classes, info.num_train_examples, info.num_eval_examples) == (4, 98, 2)
-  info = input_pipeline.preflight(config_for(split_tree, 'train', 'val'),
+  info = preflight.preflight(config_for(split_tree, 'train', 'val'),
                                   process_count=1, data_shards=1)
   assert (info.num_classes, info.num_train_examples, info.num_eval_examples) == (4, 80, 20)
   assert info.label_names == list(image_folders.WNIDS[:4])
@@ -92,7 +94,7 @@ def test_preflight_on_both_imagenet21k_layouts(one_tree, split_tree):
 def test_eval_pass_over_a_held_out_slice_is_exact(one_tree):
   config = config_for(one_tree, 'train[:90%]', 'train[90%:]')
   config.eval_batch_size = 4
-  batches = list(input_pipeline.host_eval_dataset(
+  batches = list(pipeline.host_eval_dataset(
       config, process_index=0, process_count=1).as_numpy_iterator())
   assert sum(b['mask'].sum() for b in batches) == 10 and len(batches) == 3
   labels = np.concatenate([b['label'][b['mask'] > 0] for b in batches])
@@ -106,17 +108,17 @@ def test_multi_label_folder_is_refused_before_listing(one_tree):
   config.data.multi_label = True
   with pytest.raises(DatasetError, match=r'multi_label=True, but .*i21k_full.* is an image '
                      r'folder.*set config.data.multi_label=False'):
-    input_pipeline.preflight(config, process_count=1, data_shards=1)
+    preflight.preflight(config, process_count=1, data_shards=1)
 
 
 def test_split_the_layout_lacks_and_empty_slices_are_refused(one_tree, split_tree):
   with pytest.raises(DatasetError, match=r"split 'test': .* is one tree .* only split is "
                      r"'train'; hold out a slice"):
-    input_pipeline.preflight(config_for(one_tree, 'train', 'test'),
+    preflight.preflight(config_for(one_tree, 'train', 'test'),
                              process_count=1, data_shards=1)
   with pytest.raises(DatasetError, match=r"split 'val\[:1%\]' selects no examples of "
                      r"'val' \(20 examples; positions 0:0\); widen the slice"):
-    input_pipeline.preflight(config_for(split_tree, 'train', 'val[:1%]'),
+    preflight.preflight(config_for(split_tree, 'train', 'val[:1%]'),
                              process_count=1, data_shards=1)
   with pytest.raises(DatasetError, match=r"split 'train\[:98': cannot read 'train\[:98'"):
     folder.list_files(split_tree, 'train[:98')

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from configs import common
-from vit_jax import input_pipeline
-from vit_jax.input_pipeline import DatasetError
+from vit_jax.configs import common
+from vit_jax.data import pipeline
+from vit_jax.data import global_batches
+from vit_jax.data import preflight
 
 SIZE = 16  # pixels; the tiny demo stores 32 px
 
@@ -44,7 +45,7 @@ def fingerprints(images):
 
 def eval_fingerprints(config, process_index, process_count):
   prints = []
-  for b in input_pipeline.host_eval_dataset(
+  for b in pipeline.host_eval_dataset(
       config, process_index=process_index, process_count=process_count).as_numpy_iterator():
     prints += fingerprints(b['image'][b['mask'] > 0])
   return prints
@@ -58,7 +59,7 @@ def data_sharding():
 
 def test_global_train_batch_shape_values_and_sharding(demo_data_dir, data_sharding):
   config = config_for(demo_data_dir, label_smoothing=0.1)
-  batch = next(input_pipeline.train_iterator(config, data_sharding))
+  batch = next(global_batches.train_iterator(config, data_sharding))
   assert batch['image'].shape == (16, SIZE, SIZE, 3) and batch['image'].dtype == np.float32
   assert batch['label'].shape == (16, 100) and batch['label'].dtype == np.float32
   for array in batch.values():
@@ -74,7 +75,7 @@ def test_global_train_batch_shape_values_and_sharding(demo_data_dir, data_shardi
 def test_batch_is_split_along_data_axis_of_a_2d_mesh(demo_data_dir):
   mesh = Mesh(np.array(jax.devices()).reshape(4, 2), ('data', 'model'))
   sharding = NamedSharding(mesh, PartitionSpec('data'))
-  batch = next(input_pipeline.train_iterator(config_for(demo_data_dir), sharding))
+  batch = next(global_batches.train_iterator(config_for(demo_data_dir), sharding))
   assert {s.data.shape for s in batch['image'].addressable_shards} == {(4, SIZE, SIZE, 3)}
 
 
@@ -90,7 +91,7 @@ def test_two_hosts_read_disjoint_examples_whose_union_is_the_split(demo_data_dir
   # Training: host h's first epoch is exactly its share (48 = 6 local batches of 8).
   config.data.eval_split = 'train'
   for host in (0, 1):
-    epoch = input_pipeline.host_train_dataset(config, process_index=host, process_count=2)
+    epoch = pipeline.host_train_dataset(config, process_index=host, process_count=2)
     seen = sum((fingerprints(b['image']) for b in epoch.take(6).as_numpy_iterator()), [])
     assert sorted(seen) == sorted(eval_fingerprints(config, host, 2))
 
@@ -102,10 +103,10 @@ def test_eval_sees_every_example_once(demo_data_dir, hosts, eval_batch, batches)
   config = plain(config_for(demo_data_dir, eval_batch_size=eval_batch))
   seen = []
   for host in range(hosts):
-    ds = input_pipeline.host_eval_dataset(config, process_index=host, process_count=hosts)
+    ds = pipeline.host_eval_dataset(config, process_index=host, process_count=hosts)
     host_batches = list(ds.as_numpy_iterator())
     assert len(host_batches) == batches
-    assert input_pipeline.num_eval_batches(config, process_count=hosts) == batches
+    assert pipeline.num_eval_batches(config, process_count=hosts) == batches
     for b in host_batches:
       assert b['image'].shape[0] == eval_batch // hosts
       pad = b['mask'] == 0
@@ -116,7 +117,7 @@ def test_eval_sees_every_example_once(demo_data_dir, hosts, eval_batch, batches)
 
 
 def test_global_eval_iterator_masks_padding(demo_data_dir, data_sharding):
-  batches = list(input_pipeline.eval_iterator(config_for(demo_data_dir), data_sharding))
+  batches = list(global_batches.eval_iterator(config_for(demo_data_dir), data_sharding))
   assert len(batches) == 4  # ceil(50 / 16)
   assert sum(float(b['mask'].sum()) for b in batches) == 50.0
   assert batches[-1]['mask'].sharding == data_sharding
@@ -126,7 +127,7 @@ def test_resume_at_step_k_reproduces_the_batches(demo_data_dir, data_sharding):
   # Every random op on, and steps 5..8 cross the epoch boundary (96 / 16 = 6 steps).
   config = config_for(demo_data_dir, label_smoothing=0.1)
   config.data.update(randaug_layers=2, randaug_magnitude=10, mixup_alpha=0.2)
-  host = lambda start: list(input_pipeline.host_train_dataset(
+  host = lambda start: list(pipeline.host_train_dataset(
       config, start_step=start).take(9 - start).as_numpy_iterator())
   uninterrupted, resumed = host(0), host(5)
   for a, b in zip(uninterrupted[5:], resumed):
@@ -134,7 +135,7 @@ def test_resume_at_step_k_reproduces_the_batches(demo_data_dir, data_sharding):
       np.testing.assert_array_equal(a[key], b[key])
   assert not np.array_equal(uninterrupted[0]['image'], uninterrupted[6]['image'])
   # The global iterator too, and a different seed gives different batches.
-  step5 = next(input_pipeline.train_iterator(config, data_sharding, start_step=5))
+  step5 = next(global_batches.train_iterator(config, data_sharding, start_step=5))
   np.testing.assert_array_equal(np.asarray(step5['image']), uninterrupted[5]['image'])
   config.seed = 1
   assert not np.array_equal(host(5)[0]['image'], resumed[0]['image'])
@@ -144,16 +145,17 @@ def test_demo_dataset_is_prepared_on_first_use(tmp_path, caplog):
   config = config_for(str(tmp_path))
   config.data.dataset = 'vit_demo/downstream_tiny'
   with caplog.at_level('INFO'):
-    info = input_pipeline.preflight(config)
+    info = preflight.preflight(config)
   assert 'preparing the offline demo dataset' in caplog.text
   assert (info.num_classes, info.num_train_examples, info.num_eval_examples) == (10, 64, 50)
   assert info.label_names[0] == 'topmost_disc' and not info.multi_label
 
 
 def fails_fast(config, pattern):
-  """The data check itself refuses (preflight runs before any model is built)."""
-  with pytest.raises(DatasetError, match=pattern):
-    input_pipeline.preflight(config)
+  """The data check itself refuses (preflight runs before any model is built); config
+  names and sizes are ValueErrors, data problems DatasetErrors (a ValueError too)."""
+  with pytest.raises(ValueError, match=pattern):
+    preflight.preflight(config)
 
 
 def test_unknown_dataset_name(demo_data_dir):
@@ -189,20 +191,20 @@ def test_unknown_preprocessing_name(demo_data_dir):
 
 def test_batch_size_error_prints_batch_hosts_and_devices(demo_data_dir):
   fails_fast(config_for(demo_data_dir, batch_size=30),
-             r"config.batch_size=30 must be a multiple of both the 8 devices on the 'data' "
-             r'mesh axis and the 1 hosts \(8 devices per host\); use 32')
-  with pytest.raises(DatasetError, match=r'config.eval_batch_size=12 .* 16 devices .* 2 '
-                     r'hosts \(8 devices per host\); use 16'):
-    input_pipeline.preflight(config_for(demo_data_dir, eval_batch_size=12),
+             r'config.batch_size=30 must be divisible by devices \(8\) and by the 1 '
+             r'host\(s\) \(8 devices per host\), .* use batch_size=32')
+  with pytest.raises(ValueError, match=r'config.eval_batch_size=12 .* devices \(16\) .* 2 '
+                     r'host\(s\) \(8 devices per host\), .* use eval_batch_size=16'):
+    preflight.preflight(config_for(demo_data_dir, eval_batch_size=12),
                              process_count=2, data_shards=16)
 
 
 def test_multi_label_dataset_gives_multi_hot_labels(demo_data_dir, data_sharding):
   config = config_for(demo_data_dir, label_smoothing=0.1)  # smoothing is single-label only
   config.data.update(dataset='vit_demo/multilabel_tiny', multi_label=True)
-  info = input_pipeline.preflight(config)
+  info = preflight.preflight(config)
   assert info.multi_label and info.num_classes == 10 and info.label_names[0] == 'disc'
-  label = np.asarray(next(input_pipeline.train_iterator(config, data_sharding))['label'])
+  label = np.asarray(next(global_batches.train_iterator(config, data_sharding))['label'])
   assert label.shape == (16, 10)
   np.testing.assert_array_equal(label.sum(1), 3.0)  # the three shapes in each scene
   assert set(np.unique(label)) == {0.0, 1.0}
@@ -211,7 +213,7 @@ def test_multi_label_dataset_gives_multi_hot_labels(demo_data_dir, data_sharding
 def test_cache_decoded_gives_the_same_batches(demo_data_dir):
   config = config_for(demo_data_dir, label_smoothing=0.1)
   config.data.update(train_crop='resize', randaug_layers=1)
-  batches = lambda c, start: list(input_pipeline.host_train_dataset(
+  batches = lambda c, start: list(pipeline.host_train_dataset(
       c, start_step=start).take(3).as_numpy_iterator())
   default = batches(config, 4)  # steps 4, 5, 6: across the epoch boundary
   config.data.cache_decoded = True

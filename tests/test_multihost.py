@@ -5,7 +5,7 @@ parameters of one process with 8 devices fed the same global batches.
 The global batch of a 2-host run is [host 0's 16 examples, host 1's 16 examples], each
 host reading only its half of the split (no file read twice); a 1-host run reads the whole
 split, so its batches differ. The reference therefore runs in this process on 8 devices
-with its train iterator playing both hosts (input_pipeline.host_train_dataset with
+with its train iterator playing both hosts (pipeline.host_train_dataset with
 process_index 0 and 1): the same global batches, one process instead of two.
 """
 import os
@@ -17,9 +17,11 @@ import numpy as np
 import pytest
 
 from tests import test_train
-from vit_jax import input_pipeline
+from vit_jax import report
 from vit_jax import train
-from vit_jax import train_checkpoint
+from vit_jax.checkpoints import training
+from vit_jax.data import global_batches
+from vit_jax.data import pipeline
 
 STEPS = 8
 # SGD: its update is linear in the gradient. Adam maps the ~1e-10 float noise of
@@ -64,7 +66,7 @@ def two_process_run(tmp_path_factory, demo_data_dir):
 
 def _two_host_train_iterator(config, sharding, *, start_step=0):
   """Global batches exactly as two hosts assemble them, built in one process."""
-  hosts = [input_pipeline.host_train_dataset(
+  hosts = [pipeline.host_train_dataset(
       config, start_step=start_step, process_index=i, process_count=2).as_numpy_iterator()
            for i in range(2)]
   for local_batches in zip(*hosts):
@@ -77,7 +79,7 @@ def one_process_run(tmp_path_factory, demo_data_dir):
   workdir = tmp_path_factory.mktemp('one_process')
   config = test_train._config(demo_data_dir, **OVERRIDES)  # pylint: disable=protected-access
   with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(train.input_pipeline, 'train_iterator', _two_host_train_iterator)
+    patch.setattr(global_batches, 'train_iterator', _two_host_train_iterator)
     train.train_and_evaluate(config, str(workdir))
   return workdir
 
@@ -87,8 +89,8 @@ def test_two_processes_equal_one_process_with_eight_devices(two_process_run,
   workdir, logs = two_process_run
   assert 'Process 0 of 2, 4 local / 8 global devices' in logs[0]
   assert 'Process 1 of 2, 4 local / 8 global devices' in logs[1]
-  got = train_checkpoint.read_arrays(str(workdir), STEPS)
-  expected = train_checkpoint.read_arrays(str(one_process_run), STEPS)
+  got = training.read_arrays(str(workdir), STEPS)
+  expected = training.read_arrays(str(one_process_run), STEPS)
   # The head starts at zero: it moved, so the runs trained rather than matching at init.
   assert np.abs(expected['head']['kernel']).max() > 1e-3
   for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(expected),
@@ -102,6 +104,6 @@ def test_only_process_zero_writes_logs_and_metadata(two_process_run):
   workdir, _ = two_process_run
   events = [f for f in os.listdir(workdir) if f.startswith('events.out.tfevents')]
   assert len(events) == 1
-  assert (workdir / train.COST_SUMMARY_FILE).exists()
+  assert (workdir / report.COST_SUMMARY_FILE).exists()
   assert (workdir / 'config.json').exists()
   assert sorted(os.listdir(workdir / 'checkpoints')) == [str(STEPS)]

@@ -5,7 +5,7 @@ import numpy as np
 import optax
 import pytest
 
-from configs import common
+from vit_jax.configs import common
 from vit_jax import optim
 
 
@@ -198,7 +198,7 @@ def _expected_exponent(name, key):
 
 @pytest.mark.parametrize('name', sorted(EXPECTED_EXPONENTS))
 def test_layer_decay_scales_each_block_of_a_real_model(name):
-  from vit_jax import checkpoint
+  from vit_jax.checkpoints import published as checkpoint
   params = _init_params(name, **MODEL_OVERRIDES.get(name, {}))
   rng = np.random.default_rng(0)
   grads = jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), p.dtype), params)

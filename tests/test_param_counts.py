@@ -5,7 +5,7 @@ registered without a pinned count fails `test_every_variant_is_pinned`.
 """
 import pytest
 
-from vit_jax import cost
+from vit_jax.cost import flops
 from vit_jax import models
 
 # Published counts (without the optional pre_logits layer).
@@ -43,11 +43,11 @@ def test_every_variant_is_pinned():
 
 @pytest.mark.parametrize('name', sorted(PINNED))
 def test_parameter_count(name):
-  assert cost.count_params(models.create(name, num_classes=1000)) == PINNED[name]
+  assert flops.count_params(models.create(name, num_classes=1000)) == PINNED[name]
 
 
 def test_representation_layer_adds_hidden_squared_plus_bias():
-  base = cost.count_params(models.create('ViT-B/16', num_classes=1000))
-  with_rep = cost.count_params(
+  base = flops.count_params(models.create('ViT-B/16', num_classes=1000))
+  with_rep = flops.count_params(
       models.create('ViT-B/16', num_classes=1000, representation_size=768))
   assert with_rep - base == 768 * 768 + 768

@@ -9,11 +9,11 @@ import ml_collections
 import numpy as np
 import pytest
 
-from configs import testing as testing_config
+from vit_jax.configs import testing as testing_config
 from tests import tiny_checkpoints
 from vit_jax import analyze
-from vit_jax import checkpoint
-from vit_jax import input_pipeline
+from vit_jax.checkpoints import published
+from vit_jax.data import pipeline
 from vit_jax import models
 from vit_jax import steps
 from vit_jax.analysis import patch_drop
@@ -118,7 +118,7 @@ def eval_setup(demo_data_dir):
 def test_zero_drop_equals_plain_evaluation(name, eval_setup):
   model = models.create(name, num_classes=10)
   params = tiny_checkpoints.random_params(model, seed=4)
-  batches = list(input_pipeline.host_eval_dataset(
+  batches = list(pipeline.host_eval_dataset(
       eval_setup, process_index=0, process_count=1).as_numpy_iterator())
   eval_step = jax.jit(functools.partial(
       steps.eval_step, model=model, config=ml_collections.ConfigDict(
@@ -157,7 +157,7 @@ def test_patch_drop_cli_end_to_end_on_a_run_directory(demo_data_dir, tmp_path, c
   # A published file has no run config: the dataset must be named.
   params = tiny_checkpoints.random_params(model)
   np.savez(tmp_path / 'tiny.npz', **{k: np.asarray(v) for k, v in
-                                     checkpoint.flatten(params).items()})
+                                     published.flatten(params).items()})
   argv = ['analyze', 'patch-drop', '--model=testing', f'--out={tmp_path / "out"}',
           f'--checkpoint={tmp_path / "tiny.npz"}']
   assert analyze.main(argv) == 2

@@ -15,14 +15,15 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from configs import testing as testing_config
+from vit_jax.configs import testing as testing_config
 from tests import tiny_checkpoints
-from vit_jax import checkpoint
-from vit_jax import cost
+from vit_jax.checkpoints import published
+from vit_jax.cost import flops
 from vit_jax import inference
-from vit_jax import input_pipeline
 from vit_jax import models
 from vit_jax import predict
+from vit_jax import run_config
+from vit_jax.data import images
 
 NUM_CLASSES = 10  # the downstream demo task's, so a run directory can name them.
 COLOURS = {'red': (230, 20, 30), 'green': (10, 200, 40), 'blue': (20, 30, 220)}
@@ -34,7 +35,7 @@ def colour_params() -> dict:
   # All zero (blocks: zero attention output and MLP output, so identities; no position
   # embedding), LayerNorm scales 1, then the patch embedding and head by hand.
   flat = {k: np.full(v.shape, 1.0 if k.endswith('/scale') else 0.0, np.float32)
-          for k, v in checkpoint.flatten(cost.abstract_params(model)).items()}
+          for k, v in published.flatten(flops.abstract_params(model)).items()}
   for c in range(3):
     flat['embedding/kernel'][:, :, c, c] = 1 / 16  # (4, 4, 3, 32): channel c mean.
   flat['head/kernel'][[0, 1, 2], [0, 1, 2]] = 5.0  # (32, classes)
@@ -73,7 +74,7 @@ def run_dir(files, demo_data_dir, tmp_path_factory):
   config.image_size = 32
   config.data.dataset = 'vit_demo/downstream_tiny'
   config.data.data_dir = demo_data_dir
-  params = checkpoint.unflatten({k: jnp.asarray(v) for k, v in colour_params().items()})
+  params = published.unflatten({k: jnp.asarray(v) for k, v in colour_params().items()})
   return tiny_checkpoints.write_run_dir(workdir, config, params)
 
 
@@ -101,23 +102,24 @@ def test_published_npz_gives_the_known_top1_and_ordered_probabilities(files, cap
     np.testing.assert_allclose(sum(probs), 1.0, rtol=1e-5)  # all 10 classes shown.
 
 
-def test_run_directory_defaults_model_size_and_labels_from_its_config(files, run_dir,
-                                                                     capsys):
+def test_run_directory_defaults_model_size_and_labels_from_its_config(
+    files, run_dir, demo_data_dir, capsys):
   code, out, err = _run(capsys, f'--checkpoint={run_dir}', files['blue'], files['red'])
   assert code == 0, err
   lines = out.splitlines()
   # Text output: the path, then the top 5 as '  probability  label'.
   assert lines[0] == files['blue'] and lines[6] == files['red']
-  names = _demo_names()  # the run's dataset, read from config.json.
+  names = _demo_names(demo_data_dir)  # the run's dataset, read from config.json.
   assert lines[1].split()[1] == names[2] and lines[7].split()[1] == names[0]
   probs = [float(line.split()[0]) for line in lines[1:6]]
   assert len(probs) == 5 and probs == sorted(probs, reverse=True) and probs[0] > 0.99
 
 
-def _demo_names():
+def _demo_names(data_dir):
+  """(vit_demo is registered by the demo_data_dir fixture, which rendered it.)"""
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
-  import vit_jax.datasets  # noqa: F401  (registers vit_demo)
-  return tfds.builder('vit_demo/downstream_tiny').info.features['label'].names
+  return tfds.builder('vit_demo/downstream_tiny',
+                      data_dir=data_dir).info.features['label'].names
 
 
 def test_bad_path_and_corrupt_file_are_reported_and_the_rest_classified(files, capsys):
@@ -144,11 +146,14 @@ def test_usage_errors_name_the_fix(files, capsys):
 
 def test_preprocessing_equals_the_eval_pipeline(files, run_dir):
   classifier = inference.load(run_dir)
-  assert classifier.eval_resize == 'resize_crop'  # the run's config, not 'resize'.
+  # The run's config, not the published files' 'resize'.
+  assert classifier.preprocessing.resize == 'resize_crop'
+  assert 'central 32x32 crop' in classifier.preprocessing.describe()
   with open(files['green'], 'rb') as f:
     encoded = f.read()
-  data = ml_collections.ConfigDict(classifier.run_config['data'])
-  expected = input_pipeline._eval_image(  # pylint: disable=protected-access
-      {'encoded': tf.constant(encoded)}, data, (32, 32)).numpy()
+  # What the eval pipeline (data/pipeline.py) maps over an encoded record of this run.
+  prep = run_config.eval_preprocessing(classifier.run_config)
+  expected = images.eval_image(images.decoded({'encoded': tf.constant(encoded)}),
+                               prep).numpy()
   np.testing.assert_array_equal(inference.image_preprocessor(classifier)(encoded),
                                 expected)

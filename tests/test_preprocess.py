@@ -14,9 +14,10 @@ import PIL.ImageOps
 import pytest
 import tensorflow as tf
 
-from vit_jax import batch_augment
-from vit_jax import preprocess as pp
-from vit_jax import randaugment
+from vit_jax.data import batch_augment
+from vit_jax import run_config
+from vit_jax.data import preprocess as pp
+from vit_jax.data import randaugment
 
 
 def run(fn, *args):
@@ -44,11 +45,11 @@ def random_image(h=24, w=32, s=0):
 
 
 def test_parse_size():
-  assert pp.parse_size(224) == (224, 224)
-  assert pp.parse_size('384x256') == (384, 256)
-  assert pp.parse_size('64') == (64, 64)
+  assert run_config.parse_size(224) == (224, 224)
+  assert run_config.parse_size('384x256') == (384, 256)
+  assert run_config.parse_size('64') == (64, 64)
   with pytest.raises(ValueError, match=r"image_size '384-256' .* use e.g. 224"):
-    pp.parse_size('384-256')
+    run_config.parse_size('384-256')
 
 
 def test_crop_box_respects_area_and_aspect_ranges():

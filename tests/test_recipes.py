@@ -42,14 +42,15 @@ import tensorflow_datasets as tfds
 from tests import image_folders
 from tests import tiny_checkpoints
 from vit_jax import analyze
-from vit_jax import checkpoint
-from vit_jax import cost
-from vit_jax import input_pipeline
+from vit_jax.checkpoints import published
+from vit_jax.checkpoints import fit
+from vit_jax.cost import flops
+from vit_jax.data import preflight
 from vit_jax import models
 from vit_jax import predict
-from vit_jax import preprocess
+from vit_jax import run_config
 from vit_jax import train
-from vit_jax import train_checkpoint
+from vit_jax.checkpoints import training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MOCKED = ('cifar10', 'cifar100', 'oxford_iiit_pet', 'oxford_flowers102')
@@ -83,7 +84,7 @@ def documented_commands() -> list[Case]:
   """Every `python -m vit_jax.main --config=configs/F[:ARG]` in the configs' docstrings."""
   cases = []
   for path in sorted(glob.glob(os.path.join(REPO, 'configs', '*.py'))):
-    doc = importlib.import_module(f'configs.{os.path.basename(path)[:-3]}').__doc__ or ''
+    doc = importlib.import_module(f'vit_jax.configs.{os.path.basename(path)[:-3]}').__doc__ or ''
     for file, arg in re.findall(r'python -m vit_jax\.main --config=configs/(\w+\.py):?(\S*)',
                                 doc):
       cases.append(Case(file, arg))
@@ -126,7 +127,7 @@ def published_npz(tmp_path_factory) -> str:
   model = models.create('testing', num_classes=21, representation_size=TINY_HIDDEN_SIZE,
                         image_size=16)
   path = str(tmp_path_factory.mktemp('published') / 'ViT-testing.npz')
-  flat = checkpoint.flatten(tiny_checkpoints.random_params(model))
+  flat = published.flatten(tiny_checkpoints.random_params(model))
   np.savez(path, **{k: np.asarray(v) for k, v in flat.items()})
   return path
 
@@ -140,7 +141,7 @@ def build(case: Case, replacements: dict[str, str]) -> ml_collections.ConfigDict
   arg = case.arg
   for placeholder, real in replacements.items():
     arg = re.sub(rf'(?<==){re.escape(placeholder)}(?=,|$)', real, arg)
-  module = importlib.import_module(f'configs.{case.file[:-3]}')
+  module = importlib.import_module(f'vit_jax.configs.{case.file[:-3]}')
   return module.get_config(arg) if arg or _takes_arg(module) else module.get_config()
 
 
@@ -160,7 +161,7 @@ def tiny_model(name: str) -> str:
 def tiny_image_size(model: str, image_size) -> int:
   if model == 'Swin-testing':
     return 32  # 8x8 patches: 2x2 shifted 4x4 windows, merged to one 4x4 window.
-  side = max(preprocess.parse_size(image_size))
+  side = max(run_config.parse_size(image_size))
   if side <= 32:
     return side  # already tiny (testing, demo): as published.
   return 24 if side > 224 else 16  # keep "fine-tune above the pretraining resolution".
@@ -258,7 +259,7 @@ def test_every_recipe_documents_its_commands():
 def test_documented_command_trains_on_its_data_format(run_case, case):
   result = run_case(case)
   assert result.summary['final_step'] == 1 and not result.summary['preempted']
-  checkpoint_dir = os.path.join(train_checkpoint.checkpoint_dir(result.workdir), '1')
+  checkpoint_dir = os.path.join(training.checkpoint_dir(result.workdir), '1')
   assert os.path.isdir(checkpoint_dir), os.listdir(result.workdir)
   # One exact pass over the documented eval split.
   assert result.summary['eval_examples'] == _eval_split_size(result)
@@ -281,7 +282,7 @@ def _eval_split_size(result) -> int:
   if dataset.split(':')[0] in MOCKED:
     return MOCK_EXAMPLES
   with mocked(dataset):
-    return input_pipeline.preflight(result.ran, process_count=1,
+    return preflight.preflight(result.ran, process_count=1,
                                     data_shards=1).num_eval_examples
 
 
@@ -311,15 +312,15 @@ def test_pretrain_i21k_finetune_imagenet_then_predict_and_analyze(run_case, fold
   assert (pretrain.ran.image_size, finetune.ran.image_size) == (16, 24)
   with open(os.path.join(finetune.workdir, 'config.json')) as f:
     assert json.load(f)['init'] == pretrain.workdir
-  params = train_checkpoint.read_arrays(finetune.workdir, 1)
+  params = training.read_arrays(finetune.workdir, 1)
   posemb = params['Transformer']['posembed_input']['pos_embedding']
   assert posemb.shape == (1, 6 * 6 + 1, TINY_HIDDEN_SIZE)  # 4x4 -> 6x6 grid, + cls.
   assert 'pre_logits' not in params and params['head']['bias'].shape == (1000,)
   # What fine-tuning started from: the pretrained encoder as it was, the grid resampled.
   model = models.create('testing', num_classes=1000, image_size=24)
-  zeros = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), cost.abstract_params(model))
-  start = checkpoint.load_pretrained(pretrain.workdir, model=model, init_params=zeros)
-  pre = train_checkpoint.read_arrays(pretrain.workdir, 1)
+  zeros = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), flops.abstract_params(model))
+  start = fit.load_pretrained(pretrain.workdir, model=model, init_params=zeros)
+  pre = training.read_arrays(pretrain.workdir, 1)
   np.testing.assert_array_equal(start['embedding']['kernel'], pre['embedding']['kernel'])
   np.testing.assert_array_equal(
       start['Transformer']['encoderblock_0']['MlpBlock_0']['Dense_0']['kernel'],

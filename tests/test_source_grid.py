@@ -1,26 +1,25 @@
 """The source grid of a published checkpoint: one rule (vit_posemb.source_grid) for
-load_pretrained, train.initialize, predict and analyze.
+fit.load_pretrained, build.initialize (training), predict and analyze.
 
 Published-layout files (old block numbering under a 'params/' prefix) of the tiny
 models hold random params; nothing here compiles an init except the one test that
-goes through train.initialize.
+goes through build.initialize.
 """
-import jax
 import numpy as np
 import pytest
 from PIL import Image
 
-from configs import common
-from configs import testing as testing_config
+from vit_jax.configs import common
+from vit_jax.configs import testing as testing_config
 from tests import tiny_checkpoints
 from vit_jax import analyze
-from vit_jax import checkpoint
+from vit_jax import build
+from vit_jax.checkpoints import published
+from vit_jax.checkpoints import fit
 from vit_jax import inference
 from vit_jax import models
-from vit_jax import optim
 from vit_jax import predict
 from vit_jax import sharding
-from vit_jax import train
 from vit_jax.models import vit_posemb
 
 POSEMB = vit_posemb.POSEMB_KEY
@@ -34,7 +33,7 @@ CASES = {'cls': ('testing', {}, 32, 48),
 def _write_published(path, model, seed=0) -> dict:
   """Random params of `model` as a published .npz stores them; returns ours, flat."""
   flat = {k: np.asarray(v) for k, v in
-          checkpoint.flatten(tiny_checkpoints.random_params(model, seed)).items()}
+          published.flatten(tiny_checkpoints.random_params(model, seed)).items()}
   old_names = {'MultiHeadDotProductAttention_0': 'MultiHeadDotProductAttention_1',
                'LayerNorm_1/': 'LayerNorm_2/', 'MlpBlock_0': 'MlpBlock_3'}
   stored = {}
@@ -48,12 +47,12 @@ def _write_published(path, model, seed=0) -> dict:
 
 def _load(path, model, **kwargs):
   init = tiny_checkpoints.random_params(model, seed=1)
-  return checkpoint.load_pretrained(str(path), model=model, init_params=init,
+  return fit.load_pretrained(str(path), model=model, init_params=init,
                                     return_report=True, **kwargs)
 
 
 def _posemb(params):
-  return np.asarray(checkpoint.flatten(params)[POSEMB])
+  return np.asarray(published.flatten(params)[POSEMB])
 
 
 @pytest.mark.parametrize('case', CASES, ids=str)
@@ -64,8 +63,8 @@ def test_inferred_grid_gives_the_params_of_the_explicit_size(tmp_path, case):
   target = models.create(name, num_classes=5, image_size=size, **overrides)
   inferred, report = _load(path, target)
   explicit, _ = _load(path, target, source_image_size=source)
-  for key, value in checkpoint.flatten(explicit).items():
-    np.testing.assert_array_equal(checkpoint.flatten(inferred)[key], value, err_msg=key)
+  for key, value in published.flatten(explicit).items():
+    np.testing.assert_array_equal(published.flatten(inferred)[key], value, err_msg=key)
   prefix, side, new = int(case != 'gap'), source // target.stride, size // target.stride
   assert _posemb(inferred).shape == (1, prefix + new * new, 32)
   assert any(f'(grid {side}x{side} -> {new}x{new}, bilinear; source grid from: '
@@ -119,7 +118,7 @@ def test_non_square_grid_is_refused_naming_the_fix(tmp_path):
   message = str(error.value)
   for part in (f'{POSEMB} has 96 grid tokens (after its class token): not a square',
                'nearest squares 9x9 = 36 px and 10x10 = 40 px', '48x32', '32x48',
-               'source_image_size=(H, W) to checkpoint.load_pretrained',
+               'source_image_size=(H, W) to checkpoints.fit.load_pretrained',
                'config.init_image_size', '--source_image_size=HxW'):
     assert part in message
   given, _ = _load(path, target, source_image_size=(48, 32))
@@ -181,9 +180,9 @@ def test_init_image_size_defaults_to_none():
 
 
 def test_train_initialize_infers_the_grid_of_a_published_init(tmp_path):
-  """train.initialize with init_image_size None: the 16 px file (4x4 grid) is read as
-  such and resampled to 24 px (6x6), as with init_image_size=16; a wrong explicit
-  value is refused, not silently used."""
+  """build.initialize (training's) with init_image_size None: the 16 px file (4x4
+  grid) is read as such and resampled to 24 px (6x6), as with init_image_size=16; a
+  wrong explicit value is refused, not silently used."""
   path = str(tmp_path / 'published.npz')
   flat = _write_published(path, models.create('testing', num_classes=100,
                                               image_size=16))
@@ -191,17 +190,11 @@ def test_train_initialize_infers_the_grid_of_a_published_init(tmp_path):
   config.image_size, config.init = 24, path
   assert config.init_image_size is None
   mesh = sharding.make_mesh()
-  run = train.Run(config=config, workdir=str(tmp_path), mesh=mesh,
-                  model=train.create_model(config, 10, mesh),
-                  tx=optim.make_optimizer(config), info=None)
-  rng = jax.random.PRNGKey(config.seed)
-  run.state_sharding = sharding.state_shardings(train.abstract_state(run, rng), mesh,
-                                                fsdp=False)
-  state = train.initialize(run, rng)
+  state = build.initialize(build.setup(config, 10, mesh))
   expected = vit_posemb.resample_posemb(flat[POSEMB], (4, 4), (6, 6), 1)
   np.testing.assert_allclose(_posemb(state.params), expected, rtol=1e-6)
   np.testing.assert_array_equal(state.params['embedding']['kernel'],
                                 flat['embedding/kernel'])
   config.init_image_size = 32  # an 8x8 grid: not what the file holds.
   with pytest.raises(ValueError, match='source_image_size 32x32 gives a 8x8 grid'):
-    train.initialize(run, rng)
+    build.initialize(build.setup(config, 10, mesh))

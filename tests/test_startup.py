@@ -1,4 +1,4 @@
-"""vit_jax/startup.py: every kind of machine faked (sysfs tree, /dev, environment), the
+"""vit_jax/platform/startup.py: every kind of machine faked (sysfs tree, /dev, environment), the
 decision asserted; plus `python -m vit_jax.main` trained to completion on a machine whose
 /sys/bus/pci/devices really shows only a gVNIC (tmpfs mounted over it under unshare -m).
 """
@@ -17,8 +17,9 @@ import jax
 import pytest
 
 from tests import test_train
-from tests.test_train import compile_cache  # noqa: F401  (the session fixture)
-from vit_jax import startup
+from vit_jax.platform import startup
+
+compile_cache = test_train.compile_cache  # test_train's session fixture, shared.
 
 GVNIC = ('0x1ae0', '0x0042')  # Google's virtual NIC, standard on current GCE VMs.
 TPU_V4 = ('0x1ae0', '0x005e')
@@ -151,7 +152,7 @@ def test_slurm_job_with_several_tasks_starts_through_jaxs_detection(tmp_path):
 
 
 REPORT = """
-from vit_jax import startup
+from vit_jax.platform import startup
 decision = startup.initialize()
 import jax
 print('REPORT', decision.path, decision.cluster, jax.process_index(), jax.process_count(),

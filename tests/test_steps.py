@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import testing as testing_config
-from vit_jax import cpu_devices
+from vit_jax.configs import testing as testing_config
+from vit_jax.platform import cpu_devices
 from vit_jax import models
 from vit_jax import optim
 from vit_jax import sharding
@@ -113,7 +113,7 @@ def test_eight_devices_equal_one_device(reference_run):
 
 def test_one_thread_per_cpu_device_equals_one_device(reference_run):
   """The train-step options of --cpu_devices (one XLA thread per CPU device), as
-  train.compile_steps picks them for this 8-device mesh, change no result."""
+  build.compile_steps picks them for this 8-device mesh, change no result."""
   mesh = sharding.make_mesh()
   options = cpu_devices.step_compiler_options(mesh)
   assert options == {'xla_cpu_multi_thread_eigen': False}

@@ -13,10 +13,10 @@ import pytest
 from safetensors import numpy as safetensors_numpy
 from scipy import special
 
-from vit_jax import cost
+from vit_jax.cost import flops as cost
 from vit_jax.models import registry
 from vit_jax.models import swin
-from vit_jax.models import swin_weights
+from vit_jax.checkpoints import swin_torch as swin_weights
 
 # ----------------------------------------------------------------------------------
 # Published sizes.

@@ -17,11 +17,14 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from configs import common
+from vit_jax.configs import common
 from tests import imagenet_archives
-from vit_jax import input_pipeline, train
-from vit_jax.datasets import tfds_prepare
-from vit_jax.input_pipeline import DatasetError
+from vit_jax import run_config
+from vit_jax import train
+from vit_jax.data import pipeline
+from vit_jax.data import preflight
+from vit_jax.data import tfds_prepare
+from vit_jax.data import DatasetError
 
 SIZE = 16  # pixels fed to the model; the archives hold 40x48 JPEGs
 
@@ -45,7 +48,7 @@ def imagenet_config(data_dir, **data):
 def eval_labels(config, process_index=0, process_count=1):
   """Label index of every real (mask 1) eval row, in order, and the number of batches."""
   labels, batches = [], 0
-  for b in input_pipeline.host_eval_dataset(
+  for b in pipeline.host_eval_dataset(
       config, process_index=process_index, process_count=process_count).as_numpy_iterator():
     labels += b['label'][b['mask'] > 0].argmax(-1).tolist()
     batches += 1
@@ -87,7 +90,7 @@ def test_preflight_reads_prepared_imagenet2012_from_metadata(imagenet2012_data_d
   data = imagenet2012_data_dir
   config = imagenet_config(data.data_dir)
   with caplog.at_level('INFO'):
-    info = input_pipeline.preflight(config)
+    info = preflight.preflight(config)
   assert info.num_classes == 1000 and not info.multi_label
   assert info.label_names == imagenet_archives.official_synsets()
   builder = tfds.builder('imagenet2012', data_dir=data.data_dir)
@@ -97,14 +100,14 @@ def test_preflight_reads_prepared_imagenet2012_from_metadata(imagenet2012_data_d
   for split in ('test', 'val'):  # an invalid split still lists the real ones
     with pytest.raises(DatasetError, match=rf"split '{split}' of tfds dataset imagenet2012/"
                        r"5.1.0 is invalid .*\{'train': 96, 'validation': 10\}"):
-      input_pipeline.preflight(imagenet_config(data.data_dir, eval_split=split))
+      preflight.preflight(imagenet_config(data.data_dir, eval_split=split))
 
 
 def test_validation_labels_are_the_official_ones(imagenet2012_data_dir):
   data = imagenet2012_data_dir
   config = imagenet_config(data.data_dir, eval_resize='resize')
   labels, batches = eval_labels(config)
-  assert batches == input_pipeline.num_eval_batches(config) == 1
+  assert batches == pipeline.num_eval_batches(config) == 1
   # Our pipeline reads the split in tfds's order; tfds keeps the file names.
   builder = tfds.builder('imagenet2012', data_dir=data.data_dir)
   files = [ex['file_name'].decode() for ex in tfds.as_numpy(builder.as_dataset(
@@ -121,15 +124,15 @@ def test_validation_labels_are_the_official_ones(imagenet2012_data_dir):
 def test_two_hosts_share_the_validation_split(imagenet2012_data_dir):
   config = imagenet_config(imagenet2012_data_dir.data_dir)
   hosts = [eval_labels(config, i, 2) for i in range(2)]
-  assert hosts[0][1] == hosts[1][1] == input_pipeline.num_eval_batches(config, process_count=2)
+  assert hosts[0][1] == hosts[1][1] == pipeline.num_eval_batches(config, process_count=2)
   assert sorted(hosts[0][0] + hosts[1][0]) == sorted(eval_labels(config)[0])
-  info = input_pipeline.preflight(config, process_count=2)
+  info = preflight.preflight(config, process_count=2)
   assert (info.num_train_examples, info.num_eval_examples) == (95, 10)
 
 
 def test_train_batches_hold_the_generated_classes(imagenet2012_data_dir):
   data = imagenet2012_data_dir
-  ds = input_pipeline.host_train_dataset(imagenet_config(data.data_dir))
+  ds = pipeline.host_train_dataset(imagenet_config(data.data_dir))
   synsets = imagenet_archives.official_synsets()
   trained = {synsets.index(s) for s in data.archives.synsets}
   for batch in ds.take(7).as_numpy_iterator():  # > 1 epoch of the 95 examples
@@ -154,7 +157,7 @@ def test_manual_files_table_matches_the_builder():
 def test_run_prepares_imagenet2012_from_manual_dir(imagenet2012_data_dir, tmp_path, caplog):
   config = imagenet_config(str(tmp_path / 'tfds'), manual_dir=imagenet2012_data_dir.manual_dir)
   with caplog.at_level('INFO'):
-    info = input_pipeline.preflight(config)
+    info = preflight.preflight(config)
   assert (f'preparing tfds dataset imagenet2012/5.1.0 in {tmp_path}/tfds (from the archives '
           f'in manual_dir {imagenet2012_data_dir.manual_dir}') in caplog.text
   assert (info.num_classes, info.num_train_examples, info.num_eval_examples) == (1000, 95, 10)
@@ -167,7 +170,7 @@ def test_default_manual_dir_is_tfds_downloads_manual(imagenet2012_data_dir, tmp_
   manual.mkdir(parents=True)
   for name in (imagenet_archives.TRAIN_TAR, imagenet_archives.VAL_TAR):
     os.symlink(os.path.join(imagenet2012_data_dir.manual_dir, name), manual / name)
-  info = input_pipeline.preflight(imagenet_config(str(tmp_path / 'tfds')))
+  info = preflight.preflight(imagenet_config(str(tmp_path / 'tfds')))
   assert (info.num_train_examples, info.num_eval_examples) == (95, 10)
 
 
@@ -185,10 +188,10 @@ def fails_fast(config, pattern, workdir=None):
   """preflight (or, given a workdir, the whole training entry point) fails before any
   model is built (so before any compile): building one fails the test."""
   built = AssertionError('a model was built before the data check failed')
-  with mock.patch.object(train, 'create_model', side_effect=built), \
+  with mock.patch.object(run_config, 'create_model', side_effect=built), \
        pytest.raises(DatasetError, match=pattern) as e:
     if workdir is None:
-      input_pipeline.preflight(config)
+      preflight.preflight(config)
     else:
       train.train_and_evaluate(config, str(workdir))
   return str(e.value)
@@ -281,26 +284,26 @@ def test_transfer_set_under_mock_data(name, mocked, caplog):
   assert label_keys <= set(builder.info.features.keys())
   config = transfer_config(name, mocked)
   with caplog.at_level('INFO'):
-    info = input_pipeline.preflight(config)
+    info = preflight.preflight(config)
   assert info.num_classes == classes == len(info.label_names)
   # The mock ignores slices: both halves of 'train' serve all MOCK_EXAMPLES.
   assert info.num_train_examples == info.num_eval_examples == MOCK_EXAMPLES
   assert 'by reading it (tfds.testing.mock_data)' in caplog.text
   labels, batches = eval_labels(config)
   assert len(labels) == MOCK_EXAMPLES  # mask sum: every served example once
-  assert batches == input_pipeline.num_eval_batches(config) == 2
+  assert batches == pipeline.num_eval_batches(config) == 2
   assert all(0 <= label < classes for label in labels)
-  for batch in input_pipeline.host_train_dataset(config).take(3).as_numpy_iterator():
+  for batch in pipeline.host_train_dataset(config).take(3).as_numpy_iterator():
     assert batch['image'].shape == (16, SIZE, SIZE, 3)
     assert batch['label'].shape == (16, classes)
 
 
 def test_mock_host_shares_count_what_each_host_reads(mocked):
   config = transfer_config('cifar10', mocked)
-  info = input_pipeline.preflight(config, process_count=2)
+  info = preflight.preflight(config, process_count=2)
   # The mock serves every host share in full, so each host's count is MOCK_EXAMPLES.
   assert info.num_eval_examples == 2 * MOCK_EXAMPLES
-  batches = input_pipeline.num_eval_batches(config, process_count=2)
+  batches = pipeline.num_eval_batches(config, process_count=2)
   for host in range(2):
     labels, host_batches = eval_labels(config, host, 2)
     assert (len(labels), host_batches) == (MOCK_EXAMPLES, batches) == (20, 3)
@@ -310,9 +313,9 @@ def test_mock_with_real_metadata_counts_what_it_serves(imagenet2012_data_dir):
   data_dir = imagenet2012_data_dir.data_dir  # real dataset_info.json: 96 / 10 examples
   with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES, data_dir=data_dir):
     config = imagenet_config(data_dir)
-    info = input_pipeline.preflight(config)
+    info = preflight.preflight(config)
     assert (info.num_train_examples, info.num_eval_examples) == (20, 20)
     assert len(eval_labels(config)[0]) == 20
     with pytest.raises(DatasetError, match=r"split 'test' .*is invalid .*available splits "
                        r"and sizes: \{'train': 96, 'validation': 10\}"):
-      input_pipeline.preflight(imagenet_config(data_dir, eval_split='test'))
+      preflight.preflight(imagenet_config(data_dir, eval_split='test'))

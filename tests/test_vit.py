@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from tests import numpy_vit_reference as ref
-from vit_jax import checkpoint
-from vit_jax import cost
+from vit_jax.checkpoints import published as checkpoint
+from vit_jax.cost import flops as cost
 from vit_jax import models
 
 

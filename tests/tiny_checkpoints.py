@@ -1,18 +1,22 @@
 """Checkpoints for tests that read them back: random params without compiling an init,
-and run directories as `vit_jax.main` leaves them (the training code's own checkpoint
-writer and config serialisation)."""
+and run directories as `vit_jax.main` leaves them: written by the training code's own
+checkpoint writer and config serialisation, or trained by `python -m vit_jax.main`."""
 import json
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vit_jax import checkpoint
-from vit_jax import cost
+from vit_jax.checkpoints import published
+from vit_jax.cost import flops
 from vit_jax import steps
-from vit_jax import train_checkpoint
+from vit_jax.checkpoints import training
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def random_params(model, seed: int = 0) -> dict:
@@ -22,7 +26,7 @@ def random_params(model, seed: int = 0) -> dict:
   Norm scales ~1, kernels ~ N(0, 1 / fan_in), everything else ~ N(0, 0.1^2)."""
   rng = np.random.default_rng(seed)
   flat = {}
-  for key, leaf in checkpoint.flatten(cost.abstract_params(model)).items():
+  for key, leaf in published.flatten(flops.abstract_params(model)).items():
     value = rng.normal(size=leaf.shape)
     if key.endswith('/scale'):
       value = 1.0 + 0.1 * value
@@ -31,7 +35,7 @@ def random_params(model, seed: int = 0) -> dict:
     else:
       value = 0.1 * value
     flat[key] = jnp.asarray(value, leaf.dtype)
-  return checkpoint.unflatten(flat)
+  return published.unflatten(flat)
 
 
 def write_run_dir(workdir: str, config, params, step: int = 1) -> str:
@@ -40,9 +44,26 @@ def write_run_dir(workdir: str, config, params, step: int = 1) -> str:
   with open(f'{workdir}/config.json', 'w') as f:
     f.write(config.to_json_best_effort(indent=2))
   state = steps.init_state(params, optax.sgd(0.1), jax.random.key(0), 0.0)
-  manager = train_checkpoint.create_manager(workdir, keep=1)
-  train_checkpoint.save(manager, step, state,
+  manager = training.create_manager(workdir, keep=1)
+  training.save(manager, step, state,
                         {'config': json.loads(config.to_json_best_effort())})
-  train_checkpoint.wait(manager)
+  training.wait(manager)
   manager.close()
+  return workdir
+
+
+def train_with_main(workdir: str, data_dir: str, *overrides: str, timeout: int = 300
+                    ) -> str:
+  """Trains configs/testing.py with `python -m vit_jax.main` in a child process (the
+  real entry point, flags and config overrides as a user gives them); one simulated
+  CPU device. Returns the workdir, a run directory as users get it."""
+  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL='2',
+             XLA_FLAGS='--xla_force_host_platform_device_count=1')
+  command = [sys.executable, '-m', 'vit_jax.main', '--config=configs/testing.py',
+             f'--workdir={workdir}', f'--config.data.data_dir={data_dir}', *overrides]
+  proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
+                        timeout=timeout)
+  if proc.returncode != 0:
+    raise AssertionError(f'{" ".join(command)} exited with {proc.returncode}:\n'
+                         f'{proc.stderr[-6000:]}')
   return workdir

@@ -37,11 +37,11 @@ matplotlib.use('Agg')  # files only: no display on TPU VMs and CI.
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
 from vit_jax import inference  # pylint: disable=g-import-not-at-top
-from vit_jax import input_pipeline
-from vit_jax import models
 from vit_jax.analysis import attention_maps
 from vit_jax.analysis import embeddings
 from vit_jax.analysis import patch_drop
+from vit_jax.data import pipeline
+from vit_jax.models import registry
 
 ANALYSES = ('attention', 'attention-distance', 'posemb', 'filters', 'patch-drop')
 # Own flag set, not absl's global one: analyze and predict share flag names and both
@@ -76,26 +76,12 @@ flags.DEFINE_bool('help', False, 'show this help', **_DEFINE)
 
 
 def check_applies(what: str, model) -> None:
-  """Rejects analyses that do not apply to the model family, saying why."""
-  if what == 'patch-drop':
-    try:
-      patch_drop.method(model)
-    except ValueError as e:
-      raise app.UsageError(str(e)) from None
-    return
-  if not isinstance(model, models.vit.VisionTransformer):
-    raise app.UsageError(f'{what} is implemented for ViT and hybrids; '
-                         f'{type(model).__name__} is not a ViT (Swin: see the Swin '
-                         'model intermediates)')
-  if what == 'attention' and model.classifier != 'token':
-    raise app.UsageError('attention maps follow the class token; the model uses '
-                         "classifier='gap'")
-  if what == 'filters' and model.resnet is not None:
-    raise app.UsageError('filters: a hybrid embeds ResNet features, not pixels; '
-                         'its 1x1 "patch" filters have no RGB picture')
-  if what == 'posemb' and model.posemb != 'learned':
-    raise app.UsageError(f'posemb: the model uses posemb={model.posemb!r}; only '
-                         'learned position embeddings can be analysed')
+  """Rejects analyses that do not apply to the model, saying why (its family's
+  `check_analysis` hook)."""
+  try:
+    registry.family(model).check_analysis(what, model)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
 
 
 def load_classifier() -> inference.Classifier:
@@ -213,8 +199,8 @@ def patch_drop_data(classifier: inference.Classifier):
   return patch_drop.eval_config(
       dataset=dataset, split=FLAGS.split or run.get('eval_split', 'test'),
       data_dir=FLAGS.data_dir or run.get('data_dir'), image_size=classifier.image_size,
-      batch_size=FLAGS.batch_size, eval_resize=classifier.eval_resize,
-      eval_crop_ratio=classifier.eval_crop_ratio,
+      batch_size=FLAGS.batch_size, eval_resize=classifier.preprocessing.resize,
+      eval_crop_ratio=classifier.preprocessing.crop_ratio,
       multi_label=bool(run.get('multi_label', False)))
 
 
@@ -225,7 +211,7 @@ def run_patch_drop(classifier: inference.Classifier, out: str) -> str:
     raise app.UsageError(f'--fractions {",".join(FLAGS.fractions)}: expected numbers '
                          'in [0, 1), e.g. 0,0.1,0.5') from None
   config = patch_drop_data(classifier)
-  batches = input_pipeline.host_eval_dataset(config, process_index=0, process_count=1)
+  batches = pipeline.host_eval_dataset(config, process_index=0, process_count=1)
   model = classifier.model
   result = patch_drop.accuracy_curve(model, classifier.params,
                                      batches.as_numpy_iterator(), fractions,
@@ -234,8 +220,9 @@ def run_patch_drop(classifier: inference.Classifier, out: str) -> str:
       'model': FLAGS.model or (classifier.run_config or {}).get('model'),
       'checkpoint': FLAGS.checkpoint, 'dataset': config.data.dataset,
       'split': config.data.eval_split, 'image_size': list(classifier.image_size),
-      'preprocessing': classifier.preprocessing, 'method': patch_drop.method(model),
-      'fractions': fractions, 'seeds': FLAGS.seeds, **result,
+      'preprocessing': classifier.preprocessing.describe(),
+      'method': patch_drop.method(model), 'fractions': fractions, 'seeds': FLAGS.seeds,
+      **result,
       'note': patch_drop.HYBRID_NOTE if getattr(model, 'resnet', None) else ''}
   with open(os.path.join(out, 'patch_drop.json'), 'w') as f:
     json.dump(result, f, indent=1)

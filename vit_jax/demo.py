@@ -8,8 +8,9 @@
 3. the same model from scratch on downstream, same steps         -> <workdir>/scratch
 
 then prints the table and writes <workdir>/results.json. Every phase is the ordinary
-training loop (configs/demo.py), so re-running the command resumes or, for finished
-phases, only re-evaluates. Run it from the repository root (it imports configs/).
+training loop (configs/demo.py, installed with the package as vit_jax.configs.demo), so
+re-running the command resumes or, for finished phases, only re-evaluates. It runs from
+any directory.
 """
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from configs import demo as demo_config
-from vit_jax import log_filters
+from vit_jax.configs import demo as demo_config
+from vit_jax.platform import log_filters
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for the three runs + results.json.')
 _DATA_DIR = flags.DEFINE_string('data_dir', None, 'tfds data_dir for vit_demo (None: tfds default).')

@@ -3,7 +3,11 @@
   python -m vit_jax.main --config=configs/<file>.py[:args] --workdir=DIR \\
       [--config.<field>=<value> ...]
 
-How this process joins a run is decided by vit_jax/startup.py and logged in one line
+The recipes are installed with the package: from any directory, a --config that is not
+an existing file, `configs/<name>.py` or `<name>`, names the shipped recipe (rule in
+vit_jax/recipes.py); an existing file, e.g. your own recipe, is loaded as it is.
+
+How this process joins a run is decided by vit_jax/platform/startup.py and logged in one line
 ('Start-up: ...'). --coordinator_address=HOST:PORT --num_processes=N --process_id=I
 (all three or none, on every process) always win. Otherwise a launcher that
 jax.distributed.initialize() detects by itself (Open MPI's mpirun, Slurm's srun with
@@ -18,14 +22,14 @@ from absl import app
 from absl import flags
 from absl import logging
 from etils import epath
-from ml_collections import config_flags
 
-from vit_jax import log_filters
-from vit_jax import startup
+from vit_jax import recipes
+from vit_jax.platform import log_filters
+from vit_jax.platform import startup
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'Training config file, e.g. configs/testing.py[:args].',
-    lock_config=True)
+_CONFIG = recipes.define_config_flag(
+    'config', 'Training config: a file, or a shipped recipe from any directory '
+    f'(configs/<name>.py or <name>; {", ".join(recipes.names())}), [:args].')
 _WORKDIR = flags.DEFINE_string(
     'workdir', None, 'Directory for checkpoints, TensorBoard events and cost summary.')
 _COORDINATOR = flags.DEFINE_string(
@@ -34,10 +38,10 @@ _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes in the r
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process, 0..N-1.')
 _CPU_DEVICES = flags.DEFINE_string(
     'cpu_devices', None, "CPU only: expose N CPU devices ('auto' = one per core) and "
-    'train data-parallel over them; vit_jax/cpu_devices.py says when it helps.')
+    'train data-parallel over them; vit_jax/platform/cpu_devices.py says when it helps.')
 _CPU_MALLOC = flags.DEFINE_bool(
     'cpu_malloc', False, 'CPU: restart with glibc malloc settings that keep XLA from '
-    'page-faulting its temp buffer every step (vit_jax/host_malloc.py).')
+    'page-faulting its temp buffer every step (vit_jax/platform/host_malloc.py).')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -45,12 +49,12 @@ def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   if _CPU_MALLOC.value:
-    from vit_jax import host_malloc  # pylint: disable=import-outside-toplevel
+    from vit_jax.platform import host_malloc  # pylint: disable=import-outside-toplevel
     host_malloc.reexec()  # returns only once the settings are in place.
     logging.info('glibc malloc settings: %s', host_malloc.describe())
   log_filters.install()
   if _CPU_DEVICES.value is not None:
-    from vit_jax import cpu_devices  # pylint: disable=import-outside-toplevel
+    from vit_jax.platform import cpu_devices  # pylint: disable=import-outside-toplevel
     try:
       cpu_devices.configure(_CPU_DEVICES.value)  # before any backend exists.
     except ValueError as e:

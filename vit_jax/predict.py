@@ -133,7 +133,7 @@ def _dataset_label_names(name: str, data_dir: str | None) -> list[str]:
   """Label names of a tfds dataset (offline if prepared in data_dir) or image folder."""
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
   # Importing vit_jax.datasets registers vit_demo with tfds.
-  from vit_jax.datasets import folder  # pylint: disable=import-outside-toplevel
+  from vit_jax.data import folder  # pylint: disable=import-outside-toplevel
   if folder.is_folder(name):
     return folder.class_names(name)
   try:
@@ -205,7 +205,7 @@ def report(classifier, results: list[dict], errors: list[tuple[str, str]]) -> di
   return {'checkpoint': FLAGS.checkpoint, 'model': FLAGS.model or
           (classifier.run_config or {}).get('model'),
           'image_size': list(classifier.image_size),
-          'preprocessing': classifier.preprocessing,
+          'preprocessing': classifier.preprocessing.describe(),
           'probabilities': 'sigmoid' if _uses_sigmoid(classifier) else 'softmax',
           'predictions': results,
           'errors': [{'image': path, 'error': message} for path, message in errors]}

@@ -10,6 +10,7 @@ the same numbers as the replicated run with 1/N of the state memory per device.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -71,23 +72,42 @@ def state_shardings(abstract_tree: Any, mesh: Mesh, *, fsdp: bool,
   return jax.tree.map(leaf_sharding, abstract_tree)
 
 
-def check_batch_sizes(batch_size: int, eval_batch_size: int, accum_steps: int,
-                      mesh: Mesh) -> None:
-  """Raises before any compile when a batch does not split evenly over hosts and devices."""
-  devices, hosts = mesh.size, jax.process_count()
+def per_host_batch(name: str, batch: int, *, data_shards: int, process_count: int,
+                   accum_steps: int = 1) -> int:
+  """config.<name> split over hosts: every device gets the same (micro-)batch, or this
+  raises before any compile, naming the numbers and a size that works."""
   if accum_steps < 1:
     raise ValueError(f'accum_steps={accum_steps} must be >= 1')
-  if batch_size % (devices * accum_steps):
-    good = devices * accum_steps * max(1, round(batch_size / (devices * accum_steps)))
+  unit = math.lcm(data_shards * accum_steps, process_count)
+  if batch <= 0 or batch % unit:
+    good = max(unit, round(batch / unit) * unit)
+    accum = f' x accum_steps ({accum_steps}) = {data_shards * accum_steps}' if (
+        accum_steps > 1) else ''
     raise ValueError(
-        f'global batch_size={batch_size} must be divisible by devices ({devices}) x '
-        f'accum_steps ({accum_steps}) = {devices * accum_steps} so that every device gets '
-        f'the same micro-batch (over {hosts} host(s)); use batch_size={good}')
-  if eval_batch_size % devices:
-    good = devices * max(1, round(eval_batch_size / devices))
-    raise ValueError(
-        f'eval_batch_size={eval_batch_size} must be divisible by the number of devices '
-        f'({devices}, over {hosts} host(s)); use eval_batch_size={good}')
+        f'config.{name}={batch} must be divisible by devices ({data_shards}){accum} '
+        f'and by the {process_count} host(s) ({data_shards // max(1, process_count)} '
+        f'devices per host), so that every device gets the same micro-batch; use '
+        f'{name}={good}')
+  return batch // process_count
+
+
+def check_batch_sizes(config, *, data_shards: int | None = None,
+                      process_count: int | None = None) -> None:
+  """config.batch_size (with accum_steps) and eval_batch_size; defaults: every device
+  of every process on the batch axis."""
+  data_shards = jax.device_count() if data_shards is None else data_shards
+  process_count = jax.process_count() if process_count is None else process_count
+  per_host_batch('batch_size', config.batch_size, data_shards=data_shards,
+                 process_count=process_count, accum_steps=config.get('accum_steps', 1))
+  per_host_batch('eval_batch_size', config.eval_batch_size, data_shards=data_shards,
+                 process_count=process_count)
+
+
+def data_shards(batch_sharding: NamedSharding) -> int:
+  """Number of shards of the batch dimension (the mesh axes named in spec[0])."""
+  axes = batch_sharding.spec[0] if len(batch_sharding.spec) else None
+  axes = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
+  return math.prod(batch_sharding.mesh.shape[a] for a in axes)
 
 
 def is_main_process() -> bool:

@@ -9,8 +9,8 @@ and bf16_matmul) run in this process through `vit_jax.benchmark`, and each timm 
 (--timm none|bf16: float32 or bf16 autocast) runs in its own worker process
 (compare_timm.py, in the torch venv given by --torch_python) that waits on a pipe
 while the others run. With --cpu_devices N, an entry `name:devices=N` runs our step
-data-parallel over N CPU devices (vit_jax/cpu_devices.py); --cpu_malloc restarts this
-process with vit_jax/host_malloc.py's settings (the timm workers keep glibc's
+data-parallel over N CPU devices (vit_jax/platform/cpu_devices.py); --cpu_malloc restarts this
+process with vit_jax/platform/host_malloc.py's settings (the timm workers keep glibc's
 defaults). Everything is built and warmed up first, then timed in rounds, one step of
 every entry per round, so machine-speed drift hits all of them alike.
 
@@ -31,8 +31,8 @@ import sys
 import jax
 
 from vit_jax import benchmark
-from vit_jax import cpu_devices
-from vit_jax import host_malloc
+from vit_jax.platform import cpu_devices
+from vit_jax.platform import host_malloc
 
 import variants  # pylint: disable=g-bad-import-order  (this folder's script)
 
@@ -144,7 +144,7 @@ def main(argv=None) -> None:
   p.add_argument('--warmup', type=int, default=2)
   p.add_argument('--json', default=None)
   p.add_argument('--cpu_malloc', action='store_true',
-                 help='our process with vit_jax/host_malloc.py settings (timm: default)')
+                 help='our process with vit_jax/platform/host_malloc.py settings (timm: default)')
   p.add_argument('--cpu_devices', default=None,
                  help='CPU devices of this process, for --ours name:devices=N entries')
   args = p.parse_args(argv)

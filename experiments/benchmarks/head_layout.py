@@ -8,7 +8,7 @@ checkpoint's kernels, and the attention einsums then need heads-major operands, 
 XLA makes with transposes. The variant here projects straight to (b, h, t, d) (fused
 QKV split along heads), attends with heads as a leading batch dim and projects back
 from (b, h, t, d). Same parameters, same numbers (the pre-logits features of both are
-compared before timing). The variant class replaces `vit.MultiHeadDotProductAttention` only
+compared before timing). The variant class replaces `vit_blocks.MultiHeadDotProductAttention` only
 while its step is traced and compiled; both steps are then timed interleaved.
 """
 from __future__ import annotations
@@ -26,45 +26,45 @@ import jax
 import jax.numpy as jnp
 
 from vit_jax import benchmark
-from vit_jax.models import vit
+from vit_jax.models import vit_blocks
 
 
-class HeadMajorAttention(vit.MultiHeadDotProductAttention):
-  """vit.MultiHeadDotProductAttention computed in (b, h, t, d) layout."""
+class HeadMajorAttention(vit_blocks.MultiHeadDotProductAttention):
+  """vit_blocks.MultiHeadDotProductAttention computed in (b, h, t, d) layout."""
 
   @nn.compact
   def __call__(self, x, *, deterministic: bool):
     dim = x.shape[-1]
     head_dim = dim // self.num_heads
-    params = [vit._ProjectionParams((dim, self.num_heads, head_dim),  # pylint: disable=protected-access
-                                    (self.num_heads, head_dim), (0,), self.param_dtype,
+    params = [vit_blocks._ProjectionParams((dim, self.num_heads, head_dim),  # pylint: disable=protected-access
+                                    (self.num_heads, head_dim), (0,), self.compute.param_dtype,
                                     name=n)() for n in ('query', 'key', 'value')]
-    kernel = jnp.concatenate([p[0] for p in params], axis=1).astype(self.dtype)
-    bias = jnp.concatenate([p[1] for p in params], axis=0).astype(self.dtype)
-    qkv = self._einsum('btd,dhk->bhtk', x.astype(self.dtype), kernel)
+    kernel = jnp.concatenate([p[0] for p in params], axis=1).astype(self.compute.dtype)
+    bias = jnp.concatenate([p[1] for p in params], axis=0).astype(self.compute.dtype)
+    qkv = self.compute.einsum('btd,dhk->bhtk', x.astype(self.compute.dtype), kernel)
     q, k, v = jnp.split(qkv + bias[None, :, None, :], 3, axis=1)  # (b, h, t, d) each.
     q = q / jnp.sqrt(head_dim).astype(q.dtype)
-    weights = jax.nn.softmax(self._einsum('bhqd,bhkd->bhqk', q, k).astype(jnp.float32))
-    y = self._einsum('bhqk,bhkd->bhqd', weights.astype(v.dtype), v)
-    out_kernel, out_bias = vit._ProjectionParams((self.num_heads, head_dim, dim), (dim,),  # pylint: disable=protected-access
-                                                 (0, 1), self.param_dtype, name='out')()
-    return self._einsum('bhtd,hdo->bto', y, out_kernel.astype(self.dtype)) + out_bias
+    weights = jax.nn.softmax(self.compute.einsum('bhqd,bhkd->bhqk', q, k).astype(jnp.float32))
+    y = self.compute.einsum('bhqk,bhkd->bhqd', weights.astype(v.dtype), v)
+    out_kernel, out_bias = vit_blocks._ProjectionParams((self.num_heads, head_dim, dim), (dim,),  # pylint: disable=protected-access
+                                                 (0, 1), self.compute.param_dtype, name='out')()
+    return self.compute.einsum('bhtd,hdo->bto', y, out_kernel.astype(self.compute.dtype)) + out_bias
 
 
 @contextlib.contextmanager
 def head_major():
-  original = vit.MultiHeadDotProductAttention
-  vit.MultiHeadDotProductAttention = HeadMajorAttention
+  original = vit_blocks.MultiHeadDotProductAttention
+  vit_blocks.MultiHeadDotProductAttention = HeadMajorAttention
   try:
     yield
   finally:
-    vit.MultiHeadDotProductAttention = original
+    vit_blocks.MultiHeadDotProductAttention = original
 
 
 def check_same_features(p_base, opts) -> float:
   """Max |difference| of the pre-logits features (the zero-initialised head would make
   logits ~0) of the two attention layouts on the same params."""
-  model = p_base.run.model
+  model = p_base.setup.model
   params = p_base.call()[0].params
   x = jax.random.normal(jax.random.key(0), (2, opts.res, opts.res, 3))
 

@@ -22,9 +22,9 @@ echo "start: $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD) load: $(cut
 
 # vit_jax float32 and bf16_matmul vs timm float32 and bf16 autocast, interleaved per
 # group: ViT-Ti/16 batch 16, ViT-B/16 batch 8, Swin-T batch 8 (training steps).
-# Our process runs with vit_jax/host_malloc.py's settings (--cpu_malloc; the timm
+# Our process runs with vit_jax/platform/host_malloc.py's settings (--cpu_malloc; the timm
 # workers with glibc's defaults). The *_per_core entries run our step data-parallel
-# over one CPU device per core (--cpu_devices, vit_jax/cpu_devices.py).
+# over one CPU device per core (--cpu_devices, vit_jax/platform/cpu_devices.py).
 "$PYTHON" experiments/benchmarks/compare.py --group Ti --group B --group Swin \
     --steps "$STEPS" --torch_python "$TORCH_PYTHON" --json "$OUT" \
     --cpu_malloc --cpu_devices "$CORES" --ours float32: --ours bf16_matmul:dtype=bf16_matmul \

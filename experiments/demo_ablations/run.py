@@ -19,7 +19,7 @@ from absl import flags
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', '..'))  # configs/
 from vit_jax import demo  # pylint: disable=g-import-not-at-top
-from vit_jax import log_filters  # pylint: disable=g-import-not-at-top
+from vit_jax.platform import log_filters  # pylint: disable=g-import-not-at-top
 
 # --workdir (required) is vit_jax.demo's flag: here it gets one sub-directory per variant.
 _VARIANTS = flags.DEFINE_list('variants', None, 'Subset of VARIANTS (default: all).')

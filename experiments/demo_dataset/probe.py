@@ -28,7 +28,7 @@ import numpy as np
 import optax
 import tensorflow_datasets as tfds
 
-from vit_jax import preprocess
+from vit_jax.data import preprocess
 import vit_jax.datasets  # noqa: F401  (registers vit_demo)
 
 

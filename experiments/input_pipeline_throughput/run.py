@@ -24,8 +24,11 @@ import numpy as np
 import PIL.Image
 import tensorflow as tf
 
-from configs import common
-from vit_jax import input_pipeline
+from vit_jax.configs import common
+from vit_jax.data import pipeline
+from vit_jax.data import images
+from vit_jax.data import global_batches
+from vit_jax.data import preflight
 
 BATCH = 128
 
@@ -57,11 +60,11 @@ def images_per_second(ds, batches: int, warmup: int = 3) -> float:
 def imagenet_like(config, jpegs: list[bytes], batches: int) -> float:
   size = (224, 224)
   ds = tf.data.Dataset.from_tensor_slices(jpegs).repeat().enumerate()
-  ds = ds.map(lambda i, e: input_pipeline._train_image(  # pylint: disable=protected-access
+  ds = ds.map(lambda i, e: images.train_image(  # pylint: disable=protected-access
       {'encoded': e}, tf.stack([tf.constant(0, tf.int64), i]), config.data, size),
               num_parallel_calls=config.data.num_parallel_calls, deterministic=True)
   ds = ds.batch(BATCH).prefetch(config.data.prefetch)
-  ds = ds.with_options(input_pipeline._options(config.data))  # pylint: disable=protected-access
+  ds = ds.with_options(pipeline._options(config.data))  # pylint: disable=protected-access
   return images_per_second(ds, batches)
 
 
@@ -76,7 +79,7 @@ def demo_config(data_dir: str, name: str, res: int, cache_decoded: bool):
 def skip_first_epoch(iterator, config):
   """With cache_decoded, the first epoch fills the cache; measure the steady state."""
   if config is not None and config.data.cache_decoded:
-    examples = input_pipeline.preflight(config, data_shards=1).num_train_examples
+    examples = preflight.preflight(config, data_shards=1).num_train_examples
     for _ in range(examples // BATCH + 1):
       next(iterator)
   return iterator
@@ -84,7 +87,7 @@ def skip_first_epoch(iterator, config):
 
 def demo_pipeline(config, batches: int) -> float:
   return images_per_second(
-      skip_first_epoch(iter(input_pipeline.host_train_dataset(config)), config), batches)
+      skip_first_epoch(iter(pipeline.host_train_dataset(config)), config), batches)
 
 
 def tiny_vit_step(res: int, num_classes: int, config=None, steps: int = 40) -> float:
@@ -111,7 +114,7 @@ def tiny_vit_step(res: int, num_classes: int, config=None, steps: int = 40) -> f
   opt = tx.init(params)
   if config is not None:
     mesh = jax.sharding.Mesh(np.array(jax.devices()), ('data',))
-    batches = input_pipeline.train_iterator(
+    batches = global_batches.train_iterator(
         config, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data')))
   else:
     batch = {'image': jnp.zeros((BATCH, res, res, 3)), 'label': jnp.zeros((BATCH, num_classes))}

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vit_jax import cost
+from vit_jax.cost import flops
 from vit_jax import models
 
 MODELS = ('Swin-T', 'ViT-B/16')
@@ -46,7 +46,7 @@ def _parse_args():
 def _random_params(model, seed: int = 0):
   """Random float32 params of `model`'s shapes, without compiling model.init."""
   rng = np.random.default_rng(seed)
-  abstract = cost.abstract_params(model)
+  abstract = flops.abstract_params(model)
   return jax.tree_util.tree_map(
       lambda s: jnp.asarray(rng.normal(0, 0.02, s.shape).astype(np.float32)), abstract)
 
@@ -66,7 +66,7 @@ def _compiled_forward(name: str, resolution: int, batch: int):
     forward(params, images).block_until_ready()
     return time.perf_counter() - start
 
-  return run, cost.forward_macs(model) / 1e9
+  return run, flops.forward_macs(model) / 1e9
 
 
 def _measure(args) -> dict:

@@ -30,8 +30,7 @@ import ml_collections
 import numpy as np
 
 from vit_jax import steps
-from vit_jax.models import swin
-from vit_jax.models import vit
+from vit_jax.models import registry
 
 HYBRID_NOTE = ('hybrid: tokens are ResNet feature cells whose receptive fields '
                'overlap the dropped patches; this measures missing feature cells, not '
@@ -40,13 +39,12 @@ HYBRID_NOTE = ('hybrid: tokens are ResNet feature cells whose receptive fields '
 
 def method(model) -> str:
   """How patches are dropped for `model`'s family; raises where it does not apply."""
-  if isinstance(model, vit.VisionTransformer):
-    return 'tokens removed (hybrid: ResNet feature cells)' if model.resnet else \
-        'tokens removed'
-  if isinstance(model, swin.SwinTransformer):
-    return 'patch embeddings zeroed (Swin windows need the full grid)'
-  raise ValueError(f'patch drop is implemented for ViT, hybrids and Swin; '
-                   f'{type(model).__name__} has no patch_keep argument')
+  try:
+    hooks = registry.family(model)
+  except ValueError:
+    raise ValueError(f'patch drop is implemented for ViT, hybrids and Swin; '
+                     f'{type(model).__name__} has no patch_keep argument') from None
+  return hooks.patch_drop(model)
 
 
 def num_patches(model) -> int:

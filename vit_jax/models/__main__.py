@@ -8,7 +8,7 @@ allocated, so the whole table takes seconds on a laptop.
 """
 import argparse
 
-from vit_jax import cost
+from vit_jax.cost import flops
 from vit_jax import models
 
 
@@ -19,7 +19,7 @@ def variant_rows(names: list[str], res: int | None) -> list[tuple[str, str, int,
     use_res = res and not name.endswith('testing')
     model = models.create(name, num_classes=1000, **({'image_size': res} if use_res else {}))
     size = 'x'.join(map(str, model.image_size))
-    rows.append((name, size, cost.count_params(model), cost.forward_macs(model) / 1e9))
+    rows.append((name, size, flops.count_params(model), flops.forward_macs(model) / 1e9))
   return rows
 
 

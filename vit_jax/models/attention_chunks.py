@@ -17,7 +17,7 @@ the CPU backend of a host with several cores, else 1. On a GPU or TPU one batche
 kernel already fills the device, and splitting it would only add launches. With one
 device per core (`--cpu_devices`, one XLA thread each) there is no idle core to fill:
 4 chunks there cost 0.75x (float32) and 0.88x (bf16_matmul) on ViT-Ti/16, so
-`train.create_model` sets 1 for such a mesh.
+`run_config.model_fields` sets 1 for such a mesh.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 
-from vit_jax import cost
+from vit_jax.cost import peaks
 
 CPU_EXAMPLES_PER_CHUNK = 2  # the best measured size (module docstring).
 CPU_MAX_CHUNKS = 8  # bounds the HLO (and compile time) at large batches; not measured.
@@ -45,7 +45,7 @@ def resolve(chunks: Optional[int], batch: int) -> int:
   """How many pieces a batch of `batch` examples is cut into (at most one each)."""
   if chunks is None:
     chunks = 1
-    if jax.default_backend() == 'cpu' and cost.host_cpu_cores() > 1:
+    if jax.default_backend() == 'cpu' and peaks.host_cpu_cores() > 1:
       chunks = min(CPU_MAX_CHUNKS, -(-batch // CPU_EXAMPLES_PER_CHUNK))
   return max(1, min(chunks, batch))
 

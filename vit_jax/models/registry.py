@@ -1,7 +1,10 @@
-"""Name -> model factory registry shared by every model family.
+"""Name -> model factory registry shared by every model family, and each family's hooks.
 
-Each family module (vit.py, swin.py) calls `register` at import time; `create` is the one
-public constructor the rest of the codebase uses.
+Each family module (vit.py, swin/) calls `register` for its variants and
+`register_family` for its module class at import time. `create` is the one public
+constructor the rest of the codebase uses; `family(model)` gives the hooks where the
+families differ (checkpoint adaptation, trained image size, patch drop, analyses), so no
+code outside a family's own module asks which family a model is.
 """
 from __future__ import annotations
 
@@ -11,6 +14,45 @@ from typing import Callable
 import flax.linen as nn
 
 _FACTORIES: dict[str, Callable[..., nn.Module]] = {}
+_FAMILIES: dict[type, 'Family'] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+  """What differs between model families; each family's module fills it in.
+
+  adapt_checkpoint(flat, flat_init, model, source_image_size, method) -> (flat, notes):
+    checkpoint params (flat 'a/b' keys) resampled to `model`'s grids; source_image_size
+    is (H, W) the checkpoint was trained at, or None (read it from the params).
+  trained_image_size(flat, model, explicit) -> ((H, W) or None, how): the resolution a
+    published file was trained at (explicit wins), None where its params do not say.
+  file_fields(flat) -> dict: model fields a published file fixes (e.g. the ViT
+    classifier token), beyond the head and pre_logits sizes.
+  patch_drop(model) -> str: how patches are dropped; ValueError where it cannot be.
+  check_analysis(what, model) -> None: ValueError saying why `analyze <what>` does not
+    apply to `model`.
+  """
+  name: str
+  adapt_checkpoint: Callable[..., tuple[dict, list[str]]]
+  trained_image_size: Callable[..., tuple[tuple[int, int] | None, str]]
+  file_fields: Callable[[dict], dict]
+  patch_drop: Callable[[nn.Module], str]
+  check_analysis: Callable[[str, nn.Module], None]
+
+
+def register_family(module_cls: type, hooks: Family) -> None:
+  if module_cls in _FAMILIES:
+    raise ValueError(f'model family {module_cls.__name__} is registered twice')
+  _FAMILIES[module_cls] = hooks
+
+
+def family(model: nn.Module) -> Family:
+  """The hooks of `model`'s family."""
+  hooks = _FAMILIES.get(type(model))
+  if hooks is None:
+    raise ValueError(f'{type(model).__name__} is not a registered model family; '
+                     f'registered: {", ".join(c.__name__ for c in _FAMILIES)}')
+  return hooks
 
 
 def register(name: str, factory: Callable[..., nn.Module]) -> None:

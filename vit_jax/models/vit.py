@@ -1,193 +1,31 @@
-"""Vision Transformer (Dosovitskiy et al. 2020) and its ResNet hybrids.
+"""Vision Transformer (Dosovitskiy et al. 2020) and its ResNet hybrids; the variants.
 
 Parameter names are the checkpoint format of the published Google ViT `.npz` files
-(current Flax numbering inside each block; `checkpoint.py` maps the older numbering).
+(the encoder blocks: vit_blocks.py). The family's hooks: vit_family.py.
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
-from typing import Any, Optional
+from typing import Optional
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vit_jax.models import attention_chunks as chunks_lib
-from vit_jax.models import matmul
+from vit_jax.models import compute as compute_lib
+from vit_jax.models import layers
 from vit_jax.models import registry
-from vit_jax.models import remat as remat_lib
 from vit_jax.models import resnet
-
-_LN_EPSILON = 1e-6  # LayerNorm eps of the published ViTs.
-Dtype = Any
-
-
-class MlpBlock(nn.Module):
-  """Dense -> GELU (tanh approximation, as trained) -> dropout -> Dense -> dropout."""
-
-  mlp_dim: int
-  dropout_rate: float = 0.0
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
-  matmul_dtype: Optional[Dtype] = None  # see VisionTransformer.matmul_dtype.
-
-  @nn.compact
-  def __call__(self, x, *, deterministic: bool):
-    dense = functools.partial(
-        nn.Dense, dtype=self.dtype, param_dtype=self.param_dtype,
-        dot_general=matmul.dot_general(self.matmul_dtype),
-        kernel_init=nn.initializers.xavier_uniform(),
-        bias_init=nn.initializers.normal(stddev=1e-6))
-    y = nn.gelu(dense(self.mlp_dim, name='Dense_0')(x), approximate=True)
-    y = nn.Dropout(self.dropout_rate)(y, deterministic=deterministic)
-    y = dense(x.shape[-1], name='Dense_1')(y)
-    return nn.Dropout(self.dropout_rate)(y, deterministic=deterministic)
-
-
-class _ProjectionParams(nn.Module):
-  """Declares a DenseGeneral-shaped kernel/bias pair without computing anything.
-
-  Lets the attention layer keep the checkpoint's separate `query`/`key`/`value`
-  parameters while running them as one fused matmul.
-  """
-
-  kernel_shape: tuple[int, ...]
-  bias_shape: tuple[int, ...]
-  in_axis: tuple[int, ...]  # kernel axes that are fan-in (the rest are fan-out).
-  param_dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self):
-    # xavier_uniform over the flattened (in, out) matrix, as the published models.
-    out_axis = tuple(i for i in range(len(self.kernel_shape)) if i not in self.in_axis)
-    init = nn.initializers.variance_scaling(
-        1.0, 'fan_avg', 'uniform', in_axis=self.in_axis, out_axis=out_axis)
-    kernel = self.param('kernel', init, self.kernel_shape, self.param_dtype)
-    bias = self.param('bias', nn.initializers.zeros, self.bias_shape, self.param_dtype)
-    return kernel, bias
-
-
-class MultiHeadDotProductAttention(nn.Module):
-  """Self-attention with the parameter layout of flax's MultiHeadDotProductAttention.
-
-  Kernels: query/key/value (D, heads, head_dim), out (heads, head_dim, D).
-  `fused_qkv` concatenates the three kernels inside the step (one matmul, same params).
-  `attention_impl`: 'einsum' (explicit, can sow weights) or 'xla'
-  (`jax.nn.dot_product_attention`: cuDNN flash attention on GPU where it applies).
-  `attention_chunks`: see models/attention_chunks.py.
-  """
-
-  num_heads: int
-  dropout_rate: float = 0.0
-  fused_qkv: bool = True
-  attention_impl: str = 'einsum'
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
-  matmul_dtype: Optional[Dtype] = None  # see VisionTransformer.matmul_dtype.
-  attention_chunks: Optional[int] = None  # see VisionTransformer.attention_chunks.
-
-  @nn.compact
-  def __call__(self, x, *, deterministic: bool):
-    dim = x.shape[-1]
-    head_dim = dim // self.num_heads
-    qkv_params = [_ProjectionParams((dim, self.num_heads, head_dim),
-                                    (self.num_heads, head_dim), (0,),
-                                    self.param_dtype, name=n)() for n in ('query', 'key', 'value')]
-    q, k, v = self._project_qkv(x, qkv_params)  # each (batch, tokens, heads, head_dim)
-    y = self._attend(q, k, v, deterministic)
-    out_kernel, out_bias = _ProjectionParams((self.num_heads, head_dim, dim), (dim,),
-                                             (0, 1), self.param_dtype, name='out')()
-    out_kernel, out_bias = (a.astype(self.dtype) for a in (out_kernel, out_bias))
-    return self._einsum('bthd,hdo->bto', y, out_kernel) + out_bias
-
-  def _einsum(self, spec, a, b):
-    return matmul.einsum(spec, a, b, self.matmul_dtype)
-
-  def _project_qkv(self, x, qkv_params):
-    x = x.astype(self.dtype)
-    kernels = [kb[0].astype(self.dtype) for kb in qkv_params]
-    biases = [kb[1].astype(self.dtype) for kb in qkv_params]
-    if not self.fused_qkv:
-      return [self._einsum('btd,dhk->bthk', x, w) + b for w, b in zip(kernels, biases)]
-    # (D, 3 * heads, head_dim): one wide matmul instead of three narrow ones.
-    qkv = self._einsum('btd,dhk->bthk', x, jnp.concatenate(kernels, axis=1))
-    qkv = qkv + jnp.concatenate(biases, axis=0)
-    return jnp.split(qkv, 3, axis=2)
-
-  def _attend(self, q, k, v, deterministic: bool):
-    sowing = self.is_mutable_collection('intermediates')  # one sown map per layer.
-    return chunks_lib.over_batch(
-        functools.partial(self._attend_batch, deterministic=deterministic),
-        1 if sowing else self.attention_chunks, q, k, v)
-
-  def _attend_batch(self, q, k, v, deterministic: bool):
-    wants_weights = self.is_mutable_collection('intermediates')
-    needs_dropout = self.dropout_rate > 0 and not deterministic
-    if self.attention_impl == 'xla' and not (wants_weights or needs_dropout):
-      low = self.matmul_dtype or q.dtype  # (batch, tokens, heads, head_dim) each.
-      y = jax.nn.dot_product_attention(q.astype(low), k.astype(low), v.astype(low))
-      return y.astype(q.dtype)
-    if self.attention_impl not in ('einsum', 'xla'):
-      raise ValueError(f"attention_impl {self.attention_impl!r}: use 'einsum' or 'xla'")
-    q = q / jnp.sqrt(q.shape[-1]).astype(q.dtype)
-    logits = self._einsum('bqhd,bkhd->bhqk', q, k)
-    # Softmax statistics in float32 even under bf16 compute.
-    weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
-    self.sow('intermediates', 'attention_weights', weights)  # (b, heads, q, k)
-    weights = nn.Dropout(self.dropout_rate)(weights.astype(v.dtype),
-                                            deterministic=deterministic)
-    return self._einsum('bhqk,bkhd->bqhd', weights, v)
-
-
-class Encoder1DBlock(nn.Module):
-  """Pre-LN block: x + DropPath(Attn(LN(x))); then x + DropPath(MLP(LN(x)))."""
-
-  mlp_dim: int
-  num_heads: int
-  dropout_rate: float = 0.0
-  attention_dropout_rate: float = 0.0
-  drop_path_rate: float = 0.0
-  fused_qkv: bool = True
-  attention_impl: str = 'einsum'
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
-  matmul_dtype: Optional[Dtype] = None  # see VisionTransformer.matmul_dtype.
-  attention_chunks: Optional[int] = None  # see VisionTransformer.attention_chunks.
-
-  @nn.compact
-  def __call__(self, x, deterministic: bool):
-    norm = functools.partial(nn.LayerNorm, epsilon=_LN_EPSILON, dtype=self.dtype,
-                             param_dtype=self.param_dtype)
-    # Stochastic depth: drop the whole residual branch per example (batch dim only).
-    drop_path = nn.Dropout(self.drop_path_rate, broadcast_dims=(1, 2))
-    y = norm(name='LayerNorm_0')(x)
-    y = MultiHeadDotProductAttention(
-        self.num_heads, self.attention_dropout_rate, self.fused_qkv,
-        self.attention_impl, self.dtype, self.param_dtype,
-        matmul_dtype=self.matmul_dtype, attention_chunks=self.attention_chunks,
-        name='MultiHeadDotProductAttention_0')(y, deterministic=deterministic)
-    y = nn.Dropout(self.dropout_rate)(y, deterministic=deterministic)
-    x = x + drop_path(y, deterministic=deterministic)
-    y = norm(name='LayerNorm_1')(x)
-    y = MlpBlock(self.mlp_dim, self.dropout_rate, self.dtype, self.param_dtype,
-                 matmul_dtype=self.matmul_dtype,
-                 name='MlpBlock_0')(y, deterministic=deterministic)
-    return x + drop_path(y, deterministic=deterministic)
+from vit_jax.models.compute import Compute, Dtype
+from vit_jax.models.vit_blocks import Encoder1DBlock, LN_EPSILON
 
 
 def keep_tokens(x, patch_keep, num_prefix_tokens: int):
   """(batch, prefix + grid tokens, D) -> (batch, prefix + K, D): the prefix (class)
   tokens and the grid tokens at `patch_keep`, int (batch, K) or (K,) indices into the
   row-major grid. The rest are removed from the sequence (patch-drop analysis)."""
-  keep = jnp.asarray(patch_keep, jnp.int32)
-  batch, grid_tokens = x.shape[0], x.shape[1] - num_prefix_tokens
-  if keep.ndim == 1:
-    keep = jnp.broadcast_to(keep, (batch, keep.shape[0]))
-  if keep.ndim != 2 or keep.shape[0] != batch or not 0 < keep.shape[1] <= grid_tokens:
-    raise ValueError(f'patch_keep has shape {keep.shape}; expected (batch={batch}, K) '
-                     f'or (K,) indices of kept patches with 0 < K <= {grid_tokens}')
+  grid_tokens = x.shape[1] - num_prefix_tokens
+  keep = layers.patch_keep_indices(patch_keep, x.shape[0], grid_tokens)
   kept = jnp.take_along_axis(x[:, num_prefix_tokens:], keep[..., None], axis=1)
   return jnp.concatenate([x[:, :num_prefix_tokens], kept], axis=1)
 
@@ -215,14 +53,7 @@ class Encoder(nn.Module):
   dropout_rate: float = 0.0
   attention_dropout_rate: float = 0.0
   stochastic_depth: float = 0.0
-  remat: bool = False
-  fused_qkv: bool = True
-  attention_impl: str = 'einsum'
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
-  matmul_dtype: Optional[Dtype] = None  # see VisionTransformer.matmul_dtype.
-  remat_policy: str = 'nothing_saveable'  # see VisionTransformer.remat_policy.
-  attention_chunks: Optional[int] = None  # see VisionTransformer.attention_chunks.
+  compute: Compute = Compute()
 
   @nn.compact
   def __call__(self, x, *, train: bool, patch_keep=None):
@@ -230,27 +61,22 @@ class Encoder(nn.Module):
     if patch_keep is not None:  # after the position embedding: kept tokens keep theirs.
       x = keep_tokens(x, patch_keep, self.num_prefix_tokens)
     x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
-    # static_argnums counts `self` as 0: `deterministic` (arg 2) selects the graph.
-    block_cls = nn.remat(Encoder1DBlock, static_argnums=(2,),
-                         policy=remat_lib.policy(self.remat_policy)) if self.remat \
-        else Encoder1DBlock
+    block_cls = self.compute.block(Encoder1DBlock, static_argnums=(2,))  # deterministic
     for i in range(self.num_layers):
       # Drop-path rate rises linearly with depth, 0 for the first block.
       rate = self.stochastic_depth * i / max(self.num_layers - 1, 1)
-      x = block_cls(self.mlp_dim, self.num_heads, self.dropout_rate,
-                    self.attention_dropout_rate, rate, self.fused_qkv,
-                    self.attention_impl, self.dtype, self.param_dtype,
-                    matmul_dtype=self.matmul_dtype,
-                    attention_chunks=self.attention_chunks,
+      x = block_cls(self.mlp_dim, self.num_heads, dropout_rate=self.dropout_rate,
+                    attention_dropout_rate=self.attention_dropout_rate,
+                    drop_path_rate=rate, compute=self.compute,
                     name=f'encoderblock_{i}')(x, not train)
       self.sow('intermediates', 'block_outputs', x)  # (batch, tokens, D)
-    return nn.LayerNorm(epsilon=_LN_EPSILON, dtype=self.dtype,
-                        param_dtype=self.param_dtype, name='encoder_norm')(x)
+    return self.compute.layer_norm(LN_EPSILON)(name='encoder_norm')(x)
 
   def _position_embedding(self, token_shape):
     tokens, dim = token_shape
     if self.posemb == 'learned':
-      return PositionEmbedding(self.param_dtype, name='posembed_input')(tokens, dim)
+      return PositionEmbedding(self.compute.param_dtype,
+                               name='posembed_input')(tokens, dim)
     if self.posemb == 'sincos2d':
       grid_part = sincos2d_posemb(self.grid, dim)
       prefix = np.zeros((self.num_prefix_tokens, dim))  # class token gets none.
@@ -299,22 +125,18 @@ class VisionTransformer(nn.Module):
   attention_dropout_rate: float = 0.0
   stochastic_depth: float = 0.0  # drop-path rate of the last block.
   posemb: str = 'learned'  # 'learned' | 'sincos2d' | 'none'.
-  dtype: Dtype = jnp.float32  # compute dtype of every layer.
-  param_dtype: Dtype = jnp.float32
-  remat: bool = False  # rematerialise each block in the backward pass.
   head_bias_init: float = 0.0
-  fused_qkv: bool = True
-  attention_impl: str = 'einsum'  # 'einsum' | 'xla' (jax.nn.dot_product_attention).
-  # Input dtype of the encoder blocks' matmuls (None: `dtype`). bfloat16 with dtype
-  # float32: bf16 x bf16 -> float32 matmuls, float32 everywhere else (models/matmul.py;
-  # config dtype 'bf16_matmul'). The patch embedding and head stay in `dtype`.
+  # How it runs (same parameters, same math): the fields of compute.Compute, collected
+  # by the `compute` property for the blocks. matmul_dtype: the encoder blocks' matmul
+  # inputs; the patch embedding and head stay in `dtype`.
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
   matmul_dtype: Optional[Dtype] = None
-  # What a remat'ed block keeps (models/remat.py); used only with remat=True.
-  remat_policy: str = 'nothing_saveable'
-  # Attention in this many independent batch chunks (same math; None: chunks of 2
-  # examples on a multi-core CPU, so XLA keeps every core busy, else 1).
-  # models/attention_chunks.py.
+  attention_impl: str = 'einsum'
   attention_chunks: Optional[int] = None
+  fused_qkv: bool = True
+  remat: bool = False
+  remat_policy: str = 'nothing_saveable'
 
   def __post_init__(self):
     object.__setattr__(self, 'image_size',
@@ -323,6 +145,8 @@ class VisionTransformer(nn.Module):
                        registry.as_pair(self.patch_size, 'patch_size'))
     _check_config(self)
     super().__post_init__()
+
+  compute = compute_lib.FIELDS  # Compute.of(self): the fields above, for the blocks.
 
   @property
   def stride(self) -> int:
@@ -356,10 +180,7 @@ class VisionTransformer(nn.Module):
       x = jnp.concatenate([jnp.tile(cls.astype(x.dtype), (batch, 1, 1)), x], axis=1)
     x = Encoder(self.num_layers, self.mlp_dim, self.num_heads, self.grid,
                 int(self.classifier == 'token'), self.posemb, self.dropout_rate,
-                self.attention_dropout_rate, self.stochastic_depth, self.remat,
-                self.fused_qkv, self.attention_impl, self.dtype, self.param_dtype,
-                matmul_dtype=self.matmul_dtype, remat_policy=self.remat_policy,
-                attention_chunks=self.attention_chunks,
+                self.attention_dropout_rate, self.stochastic_depth, self.compute,
                 name='Transformer')(x, train=train, patch_keep=patch_keep)
     x = x[:, 0] if self.classifier == 'token' else jnp.mean(x, axis=1)
     if self.representation_size is not None:
@@ -378,10 +199,7 @@ def _check_config(m: VisionTransformer) -> None:
     raise ValueError(f"classifier {m.classifier!r}: use 'token' or 'gap'")
   if m.posemb not in ('learned', 'sincos2d', 'none'):
     raise ValueError(f"posemb {m.posemb!r}: use 'learned', 'sincos2d' or 'none'")
-  if m.attention_impl not in ('einsum', 'xla'):
-    raise ValueError(f"attention_impl {m.attention_impl!r}: use 'einsum' or 'xla'")
-  remat_lib.check_policy(m.remat_policy)
-  chunks_lib.check(m.attention_chunks)
+  Compute.of(m)  # checks attention_impl, remat_policy, attention_chunks.
   if m.hidden_size % m.num_heads:
     raise ValueError(f'hidden_size {m.hidden_size} is not divisible by num_heads '
                      f'{m.num_heads}')

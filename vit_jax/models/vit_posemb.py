@@ -1,5 +1,5 @@
-"""Checkpoint adaptation owned by the ViT family (called by checkpoint.py and
-inference.py): the source grid of a published checkpoint, read from its learned
+"""Checkpoint adaptation owned by the ViT family (its hooks, called through
+checkpoints/fit.py): the source grid of a published checkpoint, read from its learned
 position embedding, and resampling that embedding to a new token grid.
 """
 from __future__ import annotations
@@ -53,10 +53,10 @@ def resample_posemb(posemb: np.ndarray, old_grid: tuple[int, int],
 
 
 # The one rule for the token grid a checkpoint's learned position embedding was
-# trained on: checkpoint.load_pretrained (fine-tuning, train.initialize) and
+# trained on: fit.load_pretrained (fine-tuning, build.initialize) and
 # inference.load (predict, analyze) both call `source_grid` / `trained_image_size`.
 FIX_SOURCE_SIZE = ('give the resolution it was trained at: source_image_size=(H, W) '
-                   'to checkpoint.load_pretrained, config.init_image_size (training, '
+                   'to checkpoints.fit.load_pretrained, config.init_image_size (training, '
                    'square sizes) or --source_image_size=HxW (predict / analyze)')
 
 

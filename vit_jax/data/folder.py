@@ -28,8 +28,8 @@ import threading
 from absl import logging
 import tensorflow as tf
 
-from vit_jax.datasets import DatasetError
-from vit_jax.datasets import split_slices
+from vit_jax.data import DatasetError
+from vit_jax.data import split_slices
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
 SPLIT_FOLDERS, ONE_TREE = 'split folders', 'one tree'

@@ -8,8 +8,8 @@ Each checkpoint has two items:
 Orbax writes into a temporary directory and renames it when complete, so a process killed
 mid-write leaves no directory that `latest_step` would pick; saves run asynchronously
 (the train loop continues while the arrays are written) and `wait` blocks until the last
-save is committed. This module only loads our own training checkpoints; published
-weights for fine-tuning go through vit_jax/checkpoint.py.
+save is committed. A reader of our own run directories only (published files are
+published.py's); fit.py builds on it, never the other way round.
 """
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from vit_jax import run_config
 
 CHECKPOINT_SUBDIR = 'checkpoints'
 
@@ -72,6 +74,18 @@ def wait(manager: ocp.CheckpointManager) -> None:
   manager.wait_until_finished()
 
 
+def _read_only_manager(workdir: str) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(checkpoint_dir(workdir), item_names=('state', 'meta'),
+                               options=ocp.CheckpointManagerOptions(read_only=True))
+
+
+def _complete_step(manager: ocp.CheckpointManager, workdir: str, step: int | None) -> int:
+  step = manager.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f'no complete checkpoint in {checkpoint_dir(workdir)}')
+  return step
+
+
 def read_arrays(workdir: str, step: int | None = None, item: str = 'params') -> Any:
   """One item of a saved TrainState ('params', 'ema_params', ...) as numpy arrays.
 
@@ -79,11 +93,7 @@ def read_arrays(workdir: str, step: int | None = None, item: str = 'params') -> 
   restored onto this process's first device. For tests, analysis and fine-tuning from a
   pretraining run. `step=None` reads the latest complete checkpoint.
   """
-  manager = ocp.CheckpointManager(checkpoint_dir(workdir), item_names=('state', 'meta'),
-                                  options=ocp.CheckpointManagerOptions(read_only=True))
-  step = manager.latest_step() if step is None else step
-  if step is None:
-    raise FileNotFoundError(f'no complete checkpoint in {checkpoint_dir(workdir)}')
+  step = _complete_step(_read_only_manager(workdir), workdir, step)
   path = os.path.join(checkpoint_dir(workdir), str(step), 'state')
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   with ocp.PyTreeCheckpointer() as checkpointer:
@@ -97,18 +107,15 @@ def read_arrays(workdir: str, step: int | None = None, item: str = 'params') -> 
   return jax.tree.map(np.asarray, restored[item])
 
 
-def read_params_for_finetune(workdir: str) -> tuple[Any, dict]:
-  """(params, source facts) of a run's latest checkpoint, for `checkpoint.load_pretrained`.
+def read_params_for_finetune(workdir: str) -> tuple[Any, tuple[int, int]]:
+  """(params, (H, W) they were trained at) of a run's latest checkpoint, for
+  `fit.load_pretrained`.
 
-  The source image size comes from the config stored with the checkpoint, so the
+  The image size comes from the config stored with the checkpoint, so the
   position-embedding grid is known, never guessed from the number of tokens.
   """
-  manager = ocp.CheckpointManager(checkpoint_dir(workdir), item_names=('state', 'meta'),
-                                  options=ocp.CheckpointManagerOptions(read_only=True))
-  step = manager.latest_step()
-  if step is None:
-    raise FileNotFoundError(f'no complete checkpoint in {checkpoint_dir(workdir)}')
-  meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))['meta']
-  from vit_jax import preprocess  # pylint: disable=import-outside-toplevel
-  size = preprocess.parse_size(meta['config']['image_size'])
-  return read_arrays(workdir, step), {'image_size': tuple(size)}
+  manager = _read_only_manager(workdir)
+  step = _complete_step(manager, workdir, None)
+  meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+  size = run_config.parse_size(meta['meta']['config']['image_size'])
+  return read_arrays(workdir, step), size

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import jax
 
-from vit_jax import cost
+from vit_jax.cost import peaks
 
 AUTO = 'auto'
 # XLA options of the train step when one process has several CPU devices.
@@ -27,17 +27,17 @@ ONE_THREAD_PER_DEVICE = {'xla_cpu_multi_thread_eigen': False}
 
 
 def resolve(value: str | int) -> int:
-  """'auto' -> cost.host_cpu_cores(); '4' or 4 -> 4; anything else a ValueError naming it."""
+  """'auto' -> peaks.host_cpu_cores(); '4' or 4 -> 4; anything else a ValueError naming it."""
   if isinstance(value, str) and value.strip().lower() == AUTO:
-    return cost.host_cpu_cores()
+    return peaks.host_cpu_cores()
   try:
     count = int(value)
   except (TypeError, ValueError):
     count = 0
   if count < 1 or (isinstance(value, float) and value != count):
     raise ValueError(f'cpu_devices={value!r}: expected {AUTO!r} or a positive int, '
-                     f'e.g. --cpu_devices={cost.host_cpu_cores()} (this host has '
-                     f'{cost.host_cpu_cores()} cores)')
+                     f'e.g. --cpu_devices={peaks.host_cpu_cores()} (this host has '
+                     f'{peaks.host_cpu_cores()} cores)')
   return count
 
 

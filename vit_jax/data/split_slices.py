@@ -14,7 +14,7 @@ from typing import Callable, Mapping
 
 import tensorflow_datasets as tfds
 
-from vit_jax.datasets import DatasetError
+from vit_jax.data import DatasetError
 
 # One term of a split string: a name, optionally followed by a [slice].
 _TERM = re.compile(r'\s*([A-Za-z0-9_\-.]+)\s*(\[[^\]]*\])?\s*')

@@ -15,7 +15,7 @@ from typing import Callable
 
 import tensorflow as tf
 
-from vit_jax.preprocess import fold_seed
+from vit_jax.data.preprocess import fold_seed
 
 _FILL = 128  # grey used by RandAugment's geometric ops and Cutout (as the TPU code).
 

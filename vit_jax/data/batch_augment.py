@@ -10,7 +10,7 @@ import math
 
 import tensorflow as tf
 
-from vit_jax.preprocess import fold_seed
+from vit_jax.data.preprocess import fold_seed
 
 
 def mixup(images: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor,

@@ -14,20 +14,6 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-def parse_size(size: int | str) -> tuple[int, int]:
-  """224 -> (224, 224); '384x256' -> (384, 256) as (height, width)."""
-  if isinstance(size, int) and size > 0:
-    return size, size
-  if isinstance(size, str):
-    parts = size.lower().split('x')
-    if len(parts) == 2 and all(p.strip().isdigit() and int(p) > 0 for p in parts):
-      return int(parts[0]), int(parts[1])
-    if size.strip().isdigit() and int(size) > 0:
-      return int(size), int(size)
-  raise ValueError(f'image_size {size!r} is not a positive int or an "HxW" string; '
-                   'use e.g. 224 or "384x256"')
-
-
 def fold_seed(seed: tf.Tensor, data: int | tf.Tensor) -> tf.Tensor:
   """A new (2,) seed from `seed` and an integer; different `data` -> independent streams."""
   return tf.random.experimental.stateless_fold_in(seed, tf.cast(data, tf.int64))

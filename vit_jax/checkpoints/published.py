@@ -1,19 +1,16 @@
 """Loading published weights into our parameter tree, with key matching by name.
 
-`load_params(path)` reads a published Google ViT / hybrid `.npz` (or, via the Swin
-family's converter, an official / timm Swin state dict) and returns a nested dict with
+`load_params(path)` reads a published Google ViT / hybrid `.npz` (or, through
+swin_torch.py, an official / timm Swin state dict) and returns a nested dict with
 the same tree as `model.init(...)['params']`. Nothing is renamed in the hot path: the
 only translations are for older file layouts, listed in `_OLD_BLOCK_NAMES`.
 """
 from __future__ import annotations
 
-import os
 import re
 from typing import Any, Mapping
 
-from absl import logging
 from etils import epath
-import jax.numpy as jnp
 import numpy as np
 
 # Pre-linen checkpoints numbered modules across the whole block; current Flax numbers
@@ -99,7 +96,12 @@ def read_npz(path: str) -> dict[str, np.ndarray]:
 
 def match_tree(loaded: Mapping[str, Any], template: Mapping[str, Any]) -> None:
   """Raises CheckpointMismatchError naming missing, unexpected and reshaped keys."""
-  flat_loaded, flat_template = flatten(loaded), flatten(template)
+  match_flat(flatten(loaded), flatten(template))
+
+
+def match_flat(flat_loaded: Mapping[str, Any], flat_template: Mapping[str, Any]) -> None:
+  """match_tree of flat {'a/b': array} dicts (template leaves: arrays or
+  ShapeDtypeStructs)."""
   missing = sorted(set(flat_template) - set(flat_loaded))
   unexpected = sorted(set(flat_loaded) - set(flat_template))
   wrong_shape = sorted(
@@ -131,8 +133,10 @@ def load_params(path: str, template: Mapping[str, Any] | None = None) -> dict:
   if path.endswith('.npz'):
     params = unflatten(convert_npz_keys(read_npz(path)))
   elif path.endswith(_TORCH_SUFFIXES):
-    from vit_jax.models import swin_weights  # pylint: disable=g-import-not-at-top
-    params = swin_weights.load(path)
+    # Lazy: only Swin files need swin_torch's safetensors import (and torch for .pth);
+    # .npz loads (every ViT run) do not pay for it.
+    from vit_jax.checkpoints import swin_torch  # pylint: disable=g-import-not-at-top
+    params = swin_torch.load(path)
   else:
     raise ValueError(
         f'checkpoint {path!r}: unknown format; expected .npz (Google ViT) or '
@@ -140,85 +144,3 @@ def load_params(path: str, template: Mapping[str, Any] | None = None) -> dict:
   if template is not None:
     match_tree(params, template)
   return params
-
-
-# --- Fine-tuning initialisation --------------------------------------------------
-
-_HEAD_PREFIX = 'head/'
-_PRE_LOGITS_PREFIX = 'pre_logits/'
-
-
-def _read_any(path: str) -> tuple[dict, dict]:
-  """(params, source config) from a published file or one of our orbax checkpoints."""
-  if epath.Path(path).is_dir():
-    from vit_jax import train_checkpoint  # pylint: disable=g-import-not-at-top
-    return train_checkpoint.read_params_for_finetune(path)
-  return load_params(path), {}
-
-
-def _take_head_and_pre_logits(flat: dict, flat_init: dict) -> tuple[dict, list[str]]:
-  """New task head always fresh; pre_logits kept or dropped per the new model."""
-  out, report = {}, []
-  for key, value in flat.items():
-    if key.startswith(_HEAD_PREFIX):
-      report.append(f're-initialised {key} {tuple(flat_init[key].shape)} '
-                    f'(was {tuple(np.shape(value))}: new task head)'
-                    if key in flat_init else f'dropped {key} (new task head)')
-    elif key.startswith(_PRE_LOGITS_PREFIX) and key not in flat_init:
-      report.append(f'dropped {key} (model has representation_size=None)')
-    else:
-      out[key] = value
-  for key in flat_init:
-    if key.startswith(_HEAD_PREFIX) or (key.startswith(_PRE_LOGITS_PREFIX)
-                                        and key not in flat):
-      out[key] = flat_init[key]
-      if key.startswith(_PRE_LOGITS_PREFIX):
-        report.append(f're-initialised {key} (not in checkpoint)')
-  return out, report
-
-
-def _family_adapt(flat, flat_init, model, source: dict, method: str):
-  """The family's own resampling. ViT: source['image_size'] (given, or our run's)
-  else the grid read from the embedding (vit_posemb.source_grid). Swin: the bias tables'
-  shapes give the old window, the resolution does not matter."""
-  from vit_jax.models import vit  # pylint: disable=g-import-not-at-top
-  from vit_jax.models import vit_posemb  # pylint: disable=g-import-not-at-top
-  if isinstance(model, vit.VisionTransformer):
-    return vit_posemb.adapt_pretrained(flat, flat_init, model, source.get('image_size'),
-                                method)
-  from vit_jax.models import swin  # pylint: disable=g-import-not-at-top
-  return swin.adapt_pretrained(flat, flat_init, model, source)
-
-
-def load_pretrained(path: str, *, model, init_params, source_image_size=None,
-                    posemb_method: str = 'bilinear', return_report: bool = False):
-  """Fine-tuning initialisation from `path` for `model` (ViT paper protocol).
-
-  path: one of our orbax checkpoints (a run's checkpoint directory), a published
-    Google ViT / hybrid `.npz`, or official / timm Swin weights.
-  init_params: the freshly initialised params of `model` (gives the new head and the
-    target shapes).
-  source_image_size: int or (H, W) the checkpoint was trained at; wins over
-    everything. Without it: our own checkpoints record it; for published ViT / hybrid
-    files the grid is read from the position embedding (`vit_posemb.source_grid`: a square
-    count of grid tokens, after the class token when the file has 'cls'), and a
-    non-square count is refused naming this argument. Swin ignores it (the bias
-    tables' shapes give the old window).
-  Logs a report (loaded / re-initialised / resampled / dropped, per key) and raises
-  CheckpointMismatchError listing every other key that does not fit.
-  """
-  params, source = _read_any(path)
-  if source_image_size is not None:
-    source = dict(source, image_size=source_image_size)
-  flat, flat_init = flatten(params), flatten(init_params)
-  flat, report = _take_head_and_pre_logits(flat, flat_init)
-  flat, adapt_report = _family_adapt(flat, flat_init, model, source, posemb_method)
-  report += adapt_report
-  match_tree(unflatten(flat), init_params)
-  changed = {line.split()[1].rstrip(':') for line in report}
-  report += [f'loaded {k} {tuple(np.shape(flat[k]))}' for k in sorted(flat)
-             if k not in changed]
-  for line in report:
-    logging.info('load_pretrained(%s): %s', path, line)
-  tree = unflatten({k: jnp.asarray(v, dtype=flat_init[k].dtype) for k, v in flat.items()})
-  return (tree, report) if return_report else tree

@@ -194,7 +194,7 @@ def jax_cluster_types() -> list[type]:
   except (ImportError, AttributeError) as e:
     import jax  # pylint: disable=import-outside-toplevel
     raise RuntimeError(
-        "vit_jax/startup.py reads JAX's cluster environments from the private "
+        "vit_jax/platform/startup.py reads JAX's cluster environments from the private "
         f'jax._src.clusters.ClusterEnv._cluster_types, which jax {jax.__version__} does '
         f'not have as expected ({e!r}). Expected the jax version pinned in '
         'constraints.txt; fix: install that version, or pass --coordinator_address, '

@@ -13,9 +13,12 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from vit_jax.datasets import DatasetError
-from vit_jax.datasets import folder
-from vit_jax.datasets import tfds_prepare
+from vit_jax.data import DatasetError
+from vit_jax.data import folder
+from vit_jax.data import tfds_prepare
+# Registers the builders the project ships (vit_demo) with tfds, so that a config can
+# name them like any catalog dataset.
+from vit_jax import datasets  # noqa: F401  pylint: disable=unused-import
 
 
 def prepared_builder(data_config) -> tfds.core.DatasetBuilder:

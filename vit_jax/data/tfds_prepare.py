@@ -16,7 +16,7 @@ from absl import logging
 import jax
 import tensorflow_datasets as tfds
 
-from vit_jax.datasets import DatasetError
+from vit_jax.data import DatasetError
 
 
 def under_mock() -> bool:

@@ -59,7 +59,7 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
 
 
 def _read_torch(path: str) -> dict[str, np.ndarray]:
-  try:
+  try:  # lazy: torch is an optional extra, needed for .pth / .pt / .bin files only.
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     raise ImportError(

@@ -1,0 +1,1 @@
+"""Compute cost: hardware peaks, FLOP counting and the core-hours accounting."""

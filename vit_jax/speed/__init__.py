@@ -1,0 +1,1 @@
+"""The benchmark's library: configurations and sweep syntax, timing, the JSON record."""
