@@ -18,6 +18,7 @@ INSTALL_REQUIRES = [
     'orbax-checkpoint>=0.12.8',
     'tensorflow-cpu>=2.21.0',  # tf.data on the host only; never on the accelerator.
     'tensorflow-datasets>=4.9.10',
+    'array_record>=0.8.6',  # tfds random access (tfds.data_sources): the global input stream.
     'importlib_resources>=6.0',  # tfds 4.9.10 download_and_prepare imports it undeclared.
     'ml-collections>=1.1.0',
     'etils[epath]>=1.15.0',  # epath: local and gs:// workdirs and checkpoint files.
@@ -38,6 +39,7 @@ EXTRAS_REQUIRE = {
     'tpu': ['jax[tpu]>=0.10.2'],
     'cuda': ['jax[cuda12]>=0.10.2'],
     'torch': ['torch>=2.13.0'],  # only to read Swin `.pth` files.
+    'bench': ['grain>=0.2.18'],  # only experiments/input_pipeline_throughput: grain vs tf.data.
 }
 
 setup(

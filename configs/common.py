@@ -15,7 +15,8 @@ def get_data_config() -> ml_collections.ConfigDict:
   data.train_split = 'train'  # tfds split string, e.g. 'train[:98%]'.
   data.eval_split = 'test'  # tfds split string used for evaluation.
   data.multi_label = False  # True: multi-hot labels + sigmoid cross-entropy (ImageNet-21k style).
-  data.shuffle_buffer = 10_000  # examples held for shuffling (encoded bytes: decoded after shuffle); project choice (vision_transformer configs/common.py: 50_000).
+  data.stream = 'auto'  # 'auto': the global, host-count-invariant stream wherever the split has random access (folders, ArrayRecord tfds), else per-host | 'global' (refuse otherwise) | 'per_host' (vit_jax/data/pipeline.py).
+  data.shuffle_buffer = 10_000  # per-host stream only (the global stream permutes the whole split): examples held for shuffling (encoded bytes: decoded after shuffle); project choice (vision_transformer configs/common.py: 50_000).
   data.cache = False  # cache the encoded split in memory (small datasets only).
   data.cache_decoded = False  # cache decoded (+ resized, if train_crop='resize') images instead: tiny images (the demo).
   data.prefetch = 2  # batches tf.data prepares ahead on the host; project choice.

@@ -24,9 +24,11 @@ def demo_data_dir(tmp_path_factory) -> str:
   """
   import tensorflow_datasets as tfds
   import vit_jax.datasets  # noqa: F401  (registers vit_demo)
+  from vit_jax.data import tfds_prepare
   data_dir = str(tmp_path_factory.mktemp('tfds'))
-  for name in TINY_DEMO:
-    tfds.builder(name, data_dir=data_dir).download_and_prepare()
+  for name in TINY_DEMO:  # in the format vit_jax prepares them: ArrayRecord.
+    tfds.builder(name, data_dir=data_dir,
+                 file_format=tfds_prepare.FILE_FORMAT).download_and_prepare()
   return data_dir
 
 

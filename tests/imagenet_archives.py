@@ -155,11 +155,13 @@ def write_imagenet2012_archives(manual_dir: str, classes: int = 12,
 def prepare_imagenet2012(root: str, **archive_kwargs) -> Imagenet2012Data:
   """Writes the archives to <root>/manual and prepares <root>/tfds with tfds's real
   imagenet2012 builder, exactly as `tfds build imagenet2012 --data_dir=<root>/tfds
-  --manual_dir=<root>/manual` does."""
+  --manual_dir=<root>/manual --file_format=array_record` does (the format vit_jax
+  prepares it in: random access for the global stream)."""
   import tensorflow_datasets as tfds
   manual_dir, data_dir = os.path.join(root, 'manual'), os.path.join(root, 'tfds')
   archives = write_imagenet2012_archives(manual_dir, **archive_kwargs)
   start = time.perf_counter()
-  tfds.builder('imagenet2012', data_dir=data_dir).download_and_prepare(
+  tfds.builder('imagenet2012', data_dir=data_dir,
+               file_format='array_record').download_and_prepare(
       download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
   return Imagenet2012Data(data_dir, manual_dir, archives, time.perf_counter() - start)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests import image_folders
 from vit_jax.configs import common
 from vit_jax.data import pipeline
 from vit_jax.data import preflight
@@ -270,15 +271,52 @@ def host_batches(config, start=0, steps=4, process_index=0, process_count=1):
 
 
 def test_pipeline_mixup_numerics_are_unchanged(demo_data_dir):
-  # The mixed batch is `mixup` of the unmixed batch with the seed the pipeline has
-  # always used: fold_in((config.seed, step), 1_000_000 + process_index).
+  # The global stream: the mixed batch is the unmixed batch with rows (2k, 2k + 1) mixed,
+  # with one ratio per batch drawn from the seed fold_in((config.seed, step), 1_000_000):
+  # recomputed here in numpy from the Beta draw, and exactly as `mixup` with those pairs.
   plain = host_batches(config_for(demo_data_dir), steps=3)
   mixed = host_batches(config_for(demo_data_dir, mixup_alpha=0.2), steps=3)
+  pairs = np.arange(16) ^ 1  # 1, 0, 3, 2, ...: every row is readable (weight 1)
+  ratios = []
   for step, (p, m) in enumerate(zip(plain, mixed)):
+    assert (p['weight'] == 1.0).all() and (m['weight'] == 1.0).all()
     mix_seed = pp.fold_seed(tf.constant([0, step], tf.int64), 1_000_000)
-    want = batch_augment.mixup(p['image'], p['label'], mix_seed, 0.2)
+    gammas = tf.random.stateless_gamma([2], seed=mix_seed, alpha=0.2).numpy()
+    lam = np.float32(max(gammas[0] / gammas.sum(), 1 - gammas[0] / gammas.sum()))
+    ratios.append(lam)
+    for key in ('image', 'label'):
+      np.testing.assert_allclose(m[key], lam * p[key] + (1 - lam) * p[key][pairs],
+                                 rtol=1e-5, atol=1e-6, err_msg=key)
+    want = batch_augment.mixup(p['image'], p['label'], mix_seed, 0.2,
+                               partner=tf.constant(pairs, tf.int32))
     np.testing.assert_array_equal(m['image'], want[0].numpy())
     np.testing.assert_array_equal(m['label'], want[1].numpy())
+  assert len(set(ratios)) == 3 and all(0.5 <= r < 1.0 for r in ratios)
+  assert min(ratios) < 0.99  # at least one batch visibly mixed
+
+
+def test_per_host_mixup_numerics_are_unchanged(tmp_path):
+  # The per-host stream (a folder, config.data.stream='per_host') keeps the old numerics:
+  # `mixup` of the unmixed batch with each row's neighbour (np.roll by 1) and the seed
+  # fold_in((config.seed, step), 1_000_000 + process_index).
+  image_folders.write_split_folders(str(tmp_path), classes=4,
+                                    per_class={'train': 8, 'val': 1})
+  def config(**data):
+    return config_for(None, dataset=str(tmp_path), train_split='train', eval_split='val',
+                      stream='per_host', **data)
+  for process_index in (0, 1):
+    plain = host_batches(config(), steps=3, process_index=process_index, process_count=2)
+    mixed = host_batches(config(mixup_alpha=0.2), steps=3, process_index=process_index,
+                         process_count=2)
+    for step, (p, m) in enumerate(zip(plain, mixed)):
+      mix_seed = pp.fold_seed(tf.constant([0, step], tf.int64), 1_000_000 + process_index)
+      want = batch_augment.mixup(p['image'], p['label'], mix_seed, 0.2)
+      np.testing.assert_array_equal(m['image'], want[0].numpy())
+      np.testing.assert_array_equal(m['label'], want[1].numpy())
+      gammas = tf.random.stateless_gamma([2], seed=mix_seed, alpha=0.2).numpy()
+      lam = np.float32(max(gammas[0] / gammas.sum(), 1 - gammas[0] / gammas.sum()))
+      np.testing.assert_allclose(m['label'], lam * p['label'] + (1 - lam) * np.roll(
+          p['label'], 1, axis=0), rtol=1e-5, atol=1e-6)
 
 
 def test_pipeline_cutmix_mixup_erasing_resume_exactly(demo_data_dir):
@@ -291,9 +329,12 @@ def test_pipeline_cutmix_mixup_erasing_resume_exactly(demo_data_dir):
   for b in uninterrupted:
     np.testing.assert_allclose(b['label'].sum(-1), 1.0, rtol=1e-5)
     assert (b['label'].max(-1) < 1.0).any()  # mixed targets
-  # A second host draws its own (timm: each rank has its own random state).
+  # The global stream: host 1 of 2 holds rows 8..15 of the same global batch, mixed and
+  # erased exactly as on one host (pairs never straddle hosts; erasing is per example).
   other = host_batches(config, steps=1, process_index=1, process_count=2)[0]
   assert other['image'].shape == (8, 16, 16, 3)
+  for key in ('image', 'label', 'weight'):
+    np.testing.assert_array_equal(other[key], uninterrupted[0][key][8:])
 
 
 def test_pipeline_random_erasing_replaces_boxes_with_noise(demo_data_dir):

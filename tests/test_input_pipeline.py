@@ -1,8 +1,11 @@
 """The input pipeline's contract with the training loop, on 8 simulated CPU devices.
 
 Global batch shapes and sharding; two simulated hosts (two process indices in one
-process) read disjoint examples whose union is the split; exact padded evaluation;
-resuming at step k reproduces the batches; and fast, explicit errors.
+process) read disjoint rows whose union is the global batch, and one epoch of them the
+whole split; exact padded evaluation; resuming at step k reproduces the batches; and
+fast, explicit errors. The global stream (the demo data, ArrayRecord) and, on an image
+folder with config.data.stream='per_host', the per-host stream's own host shares and
+per-host padding. More on the global stream: tests/test_global_stream.py.
 """
 import hashlib
 
@@ -11,6 +14,7 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from tests import image_folders
 from vit_jax.configs import common
 from vit_jax.data import pipeline
 from vit_jax.data import global_batches
@@ -88,30 +92,96 @@ def test_two_hosts_read_disjoint_examples_whose_union_is_the_split(demo_data_dir
     assert len(set(one_host)) == size
     assert not set(host0) & set(host1)
     assert sorted(host0 + host1) == sorted(one_host)
-  # Training: host h's first epoch is exactly its share (48 = 6 local batches of 8).
+  # Training (global stream): each host reads 8 rows of each global batch of 16; over the
+  # first epoch (96 / 16 = 6 steps) the two hosts' rows are disjoint and together are
+  # the whole split, each example once (every epoch is a permutation of the split).
   config.data.eval_split = 'train'
+  seen = []
   for host in (0, 1):
     epoch = pipeline.host_train_dataset(config, process_index=host, process_count=2)
-    seen = sum((fingerprints(b['image']) for b in epoch.take(6).as_numpy_iterator()), [])
-    assert sorted(seen) == sorted(eval_fingerprints(config, host, 2))
+    batches = list(epoch.take(6).as_numpy_iterator())
+    assert {b['image'].shape[0] for b in batches} == {8}
+    assert all((b['weight'] == 1.0).all() for b in batches)
+    seen.append(sum((fingerprints(b['image']) for b in batches), []))
+  assert len(seen[0]) == len(seen[1]) == 48 and not set(seen[0]) & set(seen[1])
+  assert sorted(seen[0] + seen[1]) == sorted(eval_fingerprints(config, 0, 1))
 
 
 @pytest.mark.parametrize('hosts,eval_batch,batches', [(1, 16, 4), (2, 16, 4), (3, 24, 3)])
 def test_eval_sees_every_example_once(demo_data_dir, hosts, eval_batch, batches):
-  # 50 test examples: 1 host 4 x 16 (14 padding); 2 hosts 25 + 25 in 4 x 8 each;
-  # 3 hosts 17 + 17 + 16 in 3 x 8 each: all hosts run the same number of batches.
+  # Global stream: 50 test examples in ceil(50 / eval_batch) batches on every host (4 x 16,
+  # 4 x 16, 3 x 24); host h holds rows [h * e, (h + 1) * e) of each, e = eval_batch /
+  # hosts; positions 50.. of the split's order are padding (mask 0).
   config = plain(config_for(demo_data_dir, eval_batch_size=eval_batch))
+  assert pipeline.num_eval_batches(config, process_count=hosts) == batches
+  local = [list(pipeline.host_eval_dataset(config, process_index=h, process_count=hosts)
+                .as_numpy_iterator()) for h in range(hosts)]
+  assert [len(host_batches) for host_batches in local] == [batches] * hosts
+  seen, mask = [], []
+  for s in range(batches):
+    for h in range(hosts):  # the global batch, row by row in host order
+      b = local[h][s]
+      assert b.keys() == {'image', 'label', 'mask', 'unreadable'}
+      assert b['image'].shape[0] == eval_batch // hosts
+      assert not b['unreadable'].any()
+      real = b['mask'] > 0
+      np.testing.assert_array_equal(b['label'][real].sum(1), 1.0)  # no smoothing at eval
+      seen += fingerprints(b['image'][real])
+      mask += b['mask'].tolist()
+  assert mask == [1.0] * 50 + [0.0] * (batches * eval_batch - 50)
+  assert len(seen) == len(set(seen)) == 50
+  # Stored order: the global rows are the one-host pass, real row for real row.
+  assert seen == eval_fingerprints(config, 0, 1)
+
+
+@pytest.fixture(scope='module')
+def folder_50(tmp_path_factory):
+  """An image folder: 5 classes x (4 train, 10 val) JPEGs; val has 50 images, as the
+  demo's test split."""
+  root = str(tmp_path_factory.mktemp('folder_50'))
+  image_folders.write_split_folders(root, classes=5, per_class={'train': 4, 'val': 10})
+  return root
+
+
+def per_host_folder_config(root, **overrides):
+  config = plain(config_for(None, **overrides))
+  config.data.update(dataset=root, train_split='val', eval_split='val', stream='per_host')
+  return config
+
+
+def test_per_host_stream_hosts_read_their_own_share_each_epoch(folder_50):
+  # The per-host stream: host h of 2 reads files h, h + 2, ... of the sorted list, its
+  # first epoch (25 files; 3 local batches of 8 = 24 of them) comes from its share only.
+  config = per_host_folder_config(folder_50)
+  shares = [eval_fingerprints(config, h, 2) for h in (0, 1)]
+  assert [len(s) for s in shares] == [25, 25] and not set(shares[0]) & set(shares[1])
+  assert sorted(shares[0] + shares[1]) == sorted(eval_fingerprints(config, 0, 1))
+  for host in (0, 1):
+    epoch = pipeline.host_train_dataset(config, process_index=host, process_count=2)
+    seen = sum((fingerprints(b['image']) for b in epoch.take(3).as_numpy_iterator()), [])
+    assert len(seen) == len(set(seen)) == 24 and set(seen) <= set(shares[host])
+
+
+@pytest.mark.parametrize('hosts,eval_batch,batches', [(1, 16, 4), (2, 16, 4), (3, 24, 3)])
+def test_per_host_eval_pads_each_share(folder_50, hosts, eval_batch, batches):
+  # 50 files: 1 host 4 x 16 (14 padding); 2 hosts 25 + 25 in 4 x 8 each; 3 hosts
+  # 17 + 17 + 16 in 3 x 8 each: every host runs the batches of the largest share, its
+  # own share first, then all-zero padding rows.
+  config = per_host_folder_config(folder_50, eval_batch_size=eval_batch)
+  assert pipeline.num_eval_batches(config, process_count=hosts) == batches
   seen = []
   for host in range(hosts):
-    ds = pipeline.host_eval_dataset(config, process_index=host, process_count=hosts)
-    host_batches = list(ds.as_numpy_iterator())
+    host_batches = list(pipeline.host_eval_dataset(
+        config, process_index=host, process_count=hosts).as_numpy_iterator())
     assert len(host_batches) == batches
-    assert pipeline.num_eval_batches(config, process_count=hosts) == batches
+    mask = np.concatenate([b['mask'] for b in host_batches])
+    share = len(range(host, 50, hosts))
+    assert mask.tolist() == [1.0] * share + [0.0] * (batches * eval_batch // hosts - share)
     for b in host_batches:
       assert b['image'].shape[0] == eval_batch // hosts
       pad = b['mask'] == 0
       assert (b['image'][pad] == 0).all() and (b['label'][pad] == 0).all()
-      np.testing.assert_array_equal(b['label'][~pad].sum(1), 1.0)  # no smoothing at eval
+      np.testing.assert_array_equal(b['label'][~pad].sum(1), 1.0)
       seen += fingerprints(b['image'][~pad])
   assert len(seen) == len(set(seen)) == 50
 
@@ -167,15 +237,17 @@ def test_unknown_dataset_name(demo_data_dir):
 def test_unprepared_dataset_names_data_dir_and_command(tmp_path):
   config = config_for(str(tmp_path), data=dict(dataset='mnist'))
   fails_fast(config, rf"tfds dataset 'mnist' is not prepared in data_dir {tmp_path}\. .*"
-             rf"tfds build mnist --data_dir={tmp_path}")
+             rf"tfds.builder\('mnist', data_dir='{tmp_path}', "
+             r"file_format='array_record'\).download_and_prepare\(\)")
 
 
 def test_manual_dataset_names_manual_dir_and_command(tmp_path):
   config = config_for(str(tmp_path), data=dict(dataset='imagenet2012',
                                                manual_dir=str(tmp_path / 'archives')))
   fails_fast(config, rf"put them in manual_dir {tmp_path}/archives .*ILSVRC2012_img_train"
-             rf".*tfds build imagenet2012 --data_dir={tmp_path} "
-             rf"--manual_dir={tmp_path}/archives")
+             rf".*tfds.builder\('imagenet2012', data_dir='{tmp_path}', file_format="
+             rf"'array_record'\).download_and_prepare\(download_config=tfds.download."
+             rf"DownloadConfig\(manual_dir='{tmp_path}/archives'\)\)")
 
 
 def test_missing_split_lists_the_available_ones(demo_data_dir):

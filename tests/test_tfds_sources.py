@@ -6,10 +6,14 @@
   missing or misnamed archives fail in preflight in seconds with the fix.
 * The paper's transfer sets (cifar10, cifar100, oxford_iiit_pet, oxford_flowers102):
   their real builders under tfds.testing.mock_data, which has no split metadata and
-  serves the same `num_examples` random examples for every split, slice and host share.
+  whose as_data_source serves the same `num_examples` generated records (record i the
+  same each time) for every split and slice; the global stream reads them by index.
 """
+import ast
 import inspect
 import os
+import shlex
+import types
 from unittest import mock
 
 import jax
@@ -65,7 +69,7 @@ def test_tfds_builder_prepares_the_archives(imagenet2012_data_dir):
       'train': data.archives.num_train, 'validation': data.archives.num_val} == {
       'train': 96, 'validation': 10}
   train_names = sorted(ex['file_name'].decode()
-                       for ex in tfds.as_numpy(builder.as_dataset(split='train')))
+                       for ex in builder.as_data_source(split='train'))
   assert train_names == sorted(sum(data.archives.train_files.values(), []))
   assert data.prepare_seconds < 60, data.prepare_seconds
 
@@ -74,7 +78,7 @@ def test_images_carry_their_class(imagenet2012_data_dir):
   """Learnable: the val images' nearest train-class mean colour is their class."""
   builder = tfds.builder('imagenet2012', data_dir=imagenet2012_data_dir.data_dir)
   def colours(split):
-    examples = list(tfds.as_numpy(builder.as_dataset(split=split)))
+    examples = list(builder.as_data_source(split=split))
     assert {ex['image'].shape for ex in examples} == {(*imagenet_archives.IMAGE_SIZE, 3)}
     return (np.array([ex['image'].mean((0, 1)) for ex in examples]),
             np.array([ex['label'] for ex in examples]))
@@ -110,8 +114,8 @@ def test_validation_labels_are_the_official_ones(imagenet2012_data_dir):
   assert batches == pipeline.num_eval_batches(config) == 1
   # Our pipeline reads the split in tfds's order; tfds keeps the file names.
   builder = tfds.builder('imagenet2012', data_dir=data.data_dir)
-  files = [ex['file_name'].decode() for ex in tfds.as_numpy(builder.as_dataset(
-      split='validation', shuffle_files=False, decoders={'image': tfds.decode.SkipDecoding()}))]
+  files = [ex['file_name'].decode() for ex in builder.as_data_source(
+      split='validation', decoders={'image': tfds.decode.SkipDecoding()})]
   official = imagenet_archives.official_val_labels(10)
   synsets = imagenet_archives.official_synsets()
   expected = [synsets.index(official[int(f[len('ILSVRC2012_val_'):-len('.JPEG')]) - 1])
@@ -174,13 +178,47 @@ def test_default_manual_dir_is_tfds_downloads_manual(imagenet2012_data_dir, tmp_
   assert (info.num_train_examples, info.num_eval_examples) == (95, 10)
 
 
+def printed_command(message):
+  """What the preparation command at the end of `message` calls, run against a stand-in
+  tensorflow_datasets: ((builder args, builder kwargs), download_and_prepare kwargs).
+  Fails if it is no `python -c "..."` line a shell can run (e.g. a repr the script
+  cannot evaluate, such as PosixGPath('...'))."""
+  argv = shlex.split(message[message.rindex('python -c "'):])
+  assert argv[:2] == ['python', '-c'] and len(argv) == 3, argv
+  calls = {}
+
+  class Builder:
+    def __init__(self, *args, **kwargs):
+      calls['builder'] = (args, kwargs)
+
+    def download_and_prepare(self, **kwargs):
+      calls['prepare'] = kwargs
+
+  stand_in = types.SimpleNamespace(
+      builder=Builder, download=types.SimpleNamespace(
+          DownloadConfig=lambda **kwargs: ('DownloadConfig', kwargs)))
+  script = argv[2]
+  assert script.startswith('import tensorflow_datasets as tfds; ')
+  ast.parse(script)
+  exec(script.removeprefix('import tensorflow_datasets as tfds; '),  # pylint: disable=exec-used
+       {'tfds': stand_in, '__builtins__': {}})
+  return calls['builder'], calls['prepare']
+
+
 def test_multi_process_run_gets_the_tfds_build_command(imagenet2012_data_dir, tmp_path,
                                                         monkeypatch):
   manual = imagenet2012_data_dir.manual_dir
   config = imagenet_config(str(tmp_path / 'tfds'), manual_dir=manual)
   monkeypatch.setattr(jax, 'process_count', lambda: 2)
-  fails_fast(config, rf"manual_dir {manual} holds its files, but this run has 2 processes"
-             rf".*tfds build imagenet2012 --data_dir={tmp_path}/tfds --manual_dir={manual}$")
+  message = fails_fast(
+      config, rf"manual_dir {manual} holds its files, but this run has 2 processes"
+      rf".*tfds.builder\('imagenet2012', data_dir='{tmp_path}/tfds', file_format="
+      rf"'array_record'\).download_and_prepare\(download_config=tfds.download."
+      rf"DownloadConfig\(manual_dir='{manual}'\)\)\"$")
+  # Not `tfds build` (its CLI needs apache_beam at import): a Python one-liner that runs.
+  assert printed_command(message) == (
+      (('imagenet2012',), {'data_dir': f'{tmp_path}/tfds', 'file_format': 'array_record'}),
+      {'download_config': ('DownloadConfig', {'manual_dir': manual})})
   assert not (tmp_path / 'tfds').exists()
 
 
@@ -228,8 +266,10 @@ def test_bad_manual_dir_fails_in_preflight_with_the_fix(tmp_path, names, hints):
   for hint in hints:
     assert hint in message
   assert f'Fix: put them in manual_dir {manual} (config.data.manual_dir)' in message
-  assert message.endswith(f'tfds build imagenet2012 --data_dir={data_dir} '
-                          f'--manual_dir={manual}')
+  assert message.endswith(
+      f'run: python -c "import tensorflow_datasets as tfds; tfds.builder(\'imagenet2012\', '
+      f"data_dir='{data_dir}', file_format='array_record').download_and_prepare("
+      f"download_config=tfds.download.DownloadConfig(manual_dir='{manual}'))\"")
   assert os.listdir(workdir) == ['notes.txt'] and (workdir / 'notes.txt').read_text() == 'mine'
   assert os.stat(workdir / 'notes.txt').st_mtime_ns == before.st_mtime_ns
   assert not data_dir.exists() and sorted(os.listdir(manual)) == sorted(names)
@@ -301,12 +341,18 @@ def test_transfer_set_under_mock_data(name, mocked, caplog):
 def test_mock_host_shares_count_what_each_host_reads(mocked):
   config = transfer_config('cifar10', mocked)
   info = preflight.preflight(config, process_count=2)
-  # The mock serves every host share in full, so each host's count is MOCK_EXAMPLES.
-  assert info.num_eval_examples == 2 * MOCK_EXAMPLES
+  # The global stream counts the split once, whatever the hosts: the mock's 20 records.
+  assert info.num_eval_examples == MOCK_EXAMPLES
+  assert info.stream['mode'] == 'global'
+  # ceil(20 / 16) = 2 eval batches on every host; host h reads rows [8h, 8h + 8) of
+  # each: host 0 positions 0-7 and 16-19 (12 real), host 1 positions 8-15 (8 real).
   batches = pipeline.num_eval_batches(config, process_count=2)
-  for host in range(2):
-    labels, host_batches = eval_labels(config, host, 2)
-    assert (len(labels), host_batches) == (MOCK_EXAMPLES, batches) == (20, 3)
+  hosts = [eval_labels(config, host, 2) for host in range(2)]
+  assert [(len(labels), host_batches) for labels, host_batches in hosts] == [
+      (12, batches), (8, batches)] and batches == 2
+  one_host = eval_labels(config)[0]
+  assert len(one_host) == MOCK_EXAMPLES
+  assert one_host == hosts[0][0][:8] + hosts[1][0] + hosts[0][0][8:]  # the same records
 
 
 def test_mock_with_real_metadata_counts_what_it_serves(imagenet2012_data_dir):

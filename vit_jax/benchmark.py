@@ -113,14 +113,14 @@ def mesh_devices(opts: Options) -> list[jax.Device] | None:
 
 
 def random_batch(setup: build.Setup, with_mask: bool) -> dict[str, jax.Array]:
-  """Normal images and one-hot labels (timing does not depend on their values)."""
+  """Normal images and one-hot labels (timing does not depend on their values), with
+  the train step's example weights (all 1) or the eval step's mask."""
   rng = np.random.default_rng(0)
   (h, w), b = setup.image_size, setup.config.batch_size
   batch = {'image': rng.normal(size=(b, h, w, 3)).astype(np.float32),
            'label': np.eye(setup.num_classes, dtype=np.float32)[
                rng.integers(0, setup.num_classes, b)]}
-  if with_mask:
-    batch['mask'] = np.ones((b,), np.float32)
+  batch['mask' if with_mask else 'weight'] = np.ones((b,), np.float32)
   return jax.device_put(batch, setup.batch_sharding)
 
 

@@ -36,6 +36,7 @@ from vit_jax.checkpoints import training
 from vit_jax.cost import accounting
 from vit_jax.cost import flops
 from vit_jax.cost import peaks
+from vit_jax.data import pipeline
 from vit_jax.data import preflight
 from vit_jax.models import matmul
 from vit_jax.platform import cpu_devices
@@ -105,8 +106,9 @@ def build(config: ml_collections.ConfigDict, workdir: str
   info = preflight.preflight(config)  # data and batch sizes: fails in seconds, not hours.
   run_setup = setup(config, info.num_classes, sharding.make_mesh())
   manager = training.create_manager(workdir, config.keep_checkpoints)
-  writer = make_writer(workdir)
-  state, start_step, totals = restore_or_initialize(run_setup, manager, workdir)
+  state, start_step, totals = restore_or_initialize(run_setup, manager, workdir,
+                                                    stream=info.stream)
+  writer = make_writer(workdir)  # after the resume checks: a refused resume writes nothing.
   run = Run(setup=run_setup, compiled=compile_steps(run_setup, state),
             hardware=measure_hardware(config.dtype), info=info, workdir=workdir,
             manager=manager, writer=writer)
@@ -196,13 +198,21 @@ def initialize(setup: Setup) -> steps.TrainState:
   return jax.jit(make_state, out_shardings=setup.state_sharding)(params, step_rng)
 
 
-def restore_or_initialize(setup: Setup, manager: ocp.CheckpointManager, workdir: str
+def restore_or_initialize(setup: Setup, manager: ocp.CheckpointManager, workdir: str,
+                          stream: dict | None = None
                           ) -> tuple[steps.TrainState, int, accounting.CostTotals]:
-  """The newest complete checkpoint of `workdir` if any, else a fresh state."""
+  """The newest complete checkpoint of `workdir` if any, else a fresh state. `stream`
+  (pipeline.description) must equal the checkpoint's, checked before any array is read."""
   step = training.latest_step(manager)
   if step is None:
     write_config(setup.config, workdir)
     return initialize(setup), 0, accounting.CostTotals()
+  if stream is not None:
+    saved = training.restore_meta(manager, step)['data'].get('stream')
+    if saved is None:
+      logging.warning('Checkpoint %d has no input-stream description (an older run): '
+                      'cannot check that the stream continues.', step)
+    pipeline.check_resume(saved, stream, f'{training.checkpoint_dir(workdir)}/{step}')
   state, meta = training.restore(
       manager, step, training.abstract_like(setup.abstract_state, setup.state_sharding))
   warn_config_changes(meta.get('config', {}), setup.config)
@@ -242,7 +252,9 @@ def compile_steps(setup: Setup, state: steps.TrainState,
       'image': jax.ShapeDtypeStruct((config.batch_size, h, w, 3), jnp.float32,
                                     sharding=setup.batch_sharding),
       'label': jax.ShapeDtypeStruct((config.batch_size, setup.num_classes), jnp.float32,
-                                    sharding=setup.batch_sharding)}
+                                    sharding=setup.batch_sharding),
+      'weight': jax.ShapeDtypeStruct((config.batch_size,), jnp.float32,
+                                     sharding=setup.batch_sharding)}
   jitted = steps.jit_train_step(
       model=setup.model, tx=setup.tx, config=config, state_sharding=setup.state_sharding,
       batch_sharding=setup.batch_sharding, replicated=sharding.replicated(setup.mesh))

@@ -56,6 +56,7 @@ def start_table_rows(run: build.Run, start_step: int) -> list[tuple[str, str]]:
       ('peak FLOP/s, all devices', f'{peak} ({config.dtype})'),
       ('compile seconds', f'{run.compiled.compile_seconds:.1f}'),
       ('parameters sharded (FSDP)', str(bool(config.fsdp))),
+      ('input stream', info.stream_summary),
   ]
 
 
@@ -126,6 +127,9 @@ def log_train(run: build.Run, step: int, history: list[dict[str, float]],
   config = run.setup.config
   scalars = {f'train_{k}': float(np.mean([h[k] for h in history])) for k in history[0]}
   scalars['train_lr'] = history[-1]['lr']
+  # Unreadable records: a count over the interval (TensorBoard `data_errors`), not a mean.
+  scalars.pop('train_data_errors', None)
+  scalars['data_errors'] = float(sum(h.get('data_errors', 0.0) for h in history))
   progress(step, totals.train_seconds)
   if progress.steps_per_sec:
     scalars['train_images_per_sec_per_core'] = (
@@ -145,6 +149,8 @@ def progress_line(step: int, total_steps: int, scalars: dict[str, float]) -> str
     parts.append(f'MFU {scalars["train_mfu"]:.1%}')
   if 'train_eta_hours' in scalars:
     parts.append(f'ETA {duration(scalars["train_eta_hours"] * 3600)}')
+  if scalars.get('data_errors'):
+    parts.append(f'{scalars["data_errors"]:.0f} unreadable (weight 0)')
   return '  '.join(parts)
 
 
@@ -172,8 +178,10 @@ def cost_scalars(totals: accounting.CostTotals) -> dict[str, float]:
 def log_eval(run: build.Run, step: int, results: dict[str, float]) -> None:
   """`eval_*` scalars to TensorBoard, one line to the console."""
   run.writer.write_scalars(step, results)
-  logging.info('eval step %d: accuracy %.3f (%d examples)  loss %.3g', step,
-               results['eval_accuracy'], results['eval_examples'], results['eval_loss'])
+  unread = results.get('eval_unreadable', 0)
+  logging.info('eval step %d: accuracy %.3f (%d examples%s)  loss %.3g', step,
+               results['eval_accuracy'], results['eval_examples'],
+               f', {unread:.0f} unreadable' if unread else '', results['eval_loss'])
 
 
 # ----------------------------------------------------------------------------------------

@@ -4,7 +4,9 @@
 config)` are bound with `functools.partial` and compiled once by `jit_train_step` /
 `jit_eval_step` with shardings on the mesh. Batches are dicts of global arrays:
 `image` (B, H, W, 3) float32, `label` (B, classes) float32 (one-hot, smoothed or
-multi-hot, prepared by the input pipeline), and for eval `mask` (B,) float32 (0 = padding).
+multi-hot, prepared by the input pipeline), for training `weight` (B,) float32 (0 = a
+record the pipeline could not read: its slot adds nothing to the loss or gradients), and
+for eval `mask` (B,) float32 (0 = padding or unreadable) and `unreadable` (B,) float32.
 """
 from __future__ import annotations
 
@@ -66,11 +68,15 @@ def _nan_injection(step: jax.Array, config) -> jax.Array:
   return jnp.where(step + 1 == config.debug.nan_loss_at_step, jnp.nan, 1.0)
 
 
-def loss_and_grads(params, images, labels, rng, step, *, model, config):
-  """Mean loss over the batch and its gradients, summed over config.accum_steps."""
-  def loss_fn(p, x, y, key):
+def loss_and_grads(params, images, labels, weights, rng, step, *, model, config):
+  """Weighted mean loss over the batch, sum(w * loss) / sum(w), and its gradients,
+  summed over config.accum_steps. All weights 1: the plain mean."""
+  total_weight = jnp.maximum(jnp.sum(weights), 1.0)  # () float32; 0 only if all unread.
+
+  def loss_fn(p, x, y, w, key):
     logits = model.apply({'params': p}, x, train=True, rngs={'dropout': key})
-    loss = jnp.mean(per_example_loss(logits.astype(jnp.float32), y, config.loss))
+    losses = per_example_loss(logits.astype(jnp.float32), y, config.loss)
+    loss = jnp.sum(losses * w) / total_weight
     if config.debug.nan_loss_at_step >= 0:  # Python-level: absent from real runs' graphs.
       loss = loss * _nan_injection(step, config)
     return loss
@@ -78,31 +84,40 @@ def loss_and_grads(params, images, labels, rng, step, *, model, config):
   grad_fn = jax.value_and_grad(loss_fn)
   accum = config.accum_steps
   if accum == 1:
-    return grad_fn(params, images, labels, rng)
+    return grad_fn(params, images, labels, weights, rng)
 
   def body(carry, xs):
     loss_sum, grad_sum = carry
-    i, x, y = xs
-    loss, grads = grad_fn(params, x, y, jax.random.fold_in(rng, i))
+    i, x, y, w = xs
+    loss, grads = grad_fn(params, x, y, w, jax.random.fold_in(rng, i))
     # Accumulate in float32 whatever the parameter dtype.
     grad_sum = jax.tree.map(lambda s, g: s + g.astype(jnp.float32), grad_sum, grads)
     return (loss_sum + loss, grad_sum), None
 
   zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
   xs = (jnp.arange(accum), split_micro_batches(images, accum),
-        split_micro_batches(labels, accum))
+        split_micro_batches(labels, accum), split_micro_batches(weights, accum))
   (loss_sum, grad_sum), _ = jax.lax.scan(body, (jnp.zeros((), jnp.float32), zeros), xs)
-  # Equal-sized micro-batches: the mean of micro means is the big batch's mean.
-  grads = jax.tree.map(lambda g, p: (g / accum).astype(p.dtype), grad_sum, params)
-  return loss_sum / accum, grads
+  # Each micro loss is already divided by the whole batch's weight: sums, not means.
+  grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grad_sum, params)
+  return loss_sum, grads
+
+
+def batch_weights(batch: dict[str, jax.Array]) -> jax.Array:
+  """(B,) float32 example weights; a batch without 'weight' (a benchmark's constant
+  batch, a test's hand-made one) weights every row 1."""
+  if 'weight' in batch:
+    return batch['weight']
+  return jnp.ones(batch['image'].shape[:1], jnp.float32)
 
 
 def train_step(state: TrainState, batch: dict[str, jax.Array], *, model,
                tx: optax.GradientTransformation, config) -> tuple[TrainState, dict]:
   """One optimiser update on a global batch; returns the new state and scalar metrics."""
   rng = jax.random.fold_in(state.rng, state.step)
-  loss, grads = loss_and_grads(state.params, batch['image'], batch['label'], rng,
-                               state.step, model=model, config=config)
+  weights = batch_weights(batch)
+  loss, grads = loss_and_grads(state.params, batch['image'], batch['label'], weights,
+                               rng, state.step, model=model, config=config)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   ema_params = state.ema_params
@@ -114,6 +129,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model,
       'param_norm': optax.tree.norm(params),
       'update_norm': optax.tree.norm(updates),
       'lr': optim.learning_rate_schedule(config)(state.step),
+      'data_errors': jnp.sum(1.0 - weights),  # slots of unreadable records.
   }
   new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                             ema_params=ema_params)
@@ -132,7 +148,8 @@ def correct_predictions(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 def eval_step(params: Any, batch: dict[str, jax.Array], *, model,
               config) -> dict[str, jax.Array]:
-  """Masked sums over one eval batch: correct, loss, count (padding has mask 0)."""
+  """Masked sums over one eval batch: correct, loss, count (padding and unreadable
+  examples have mask 0), and unreadable."""
   logits = model.apply({'params': params}, batch['image'], train=False)
   logits = logits.astype(jnp.float32)
   mask = batch['mask']
@@ -140,6 +157,7 @@ def eval_step(params: Any, batch: dict[str, jax.Array], *, model,
       'correct': jnp.sum(correct_predictions(logits, batch['label']) * mask),
       'loss': jnp.sum(per_example_loss(logits, batch['label'], config.loss) * mask),
       'count': jnp.sum(mask),
+      'unreadable': jnp.sum(batch['unreadable']) if 'unreadable' in batch else 0.0,
   }
 
 

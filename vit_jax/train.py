@@ -111,16 +111,16 @@ def evaluate(run: build.Run, state: steps.TrainState, step: int) -> dict[str, fl
   """Exact accuracy: correct / real examples over the whole eval split (padding masked)."""
   config = run.setup.config
   params = state.ema_params if config.ema_decay else state.params
-  sums = {'correct': 0.0, 'loss': 0.0, 'count': 0.0}
+  sums = {'correct': 0.0, 'loss': 0.0, 'count': 0.0, 'unreadable': 0.0}
   for batch in global_batches.eval_iterator(config, run.setup.batch_sharding):
     out = jax.device_get(run.compiled.eval_step(params, batch))
     sums = {k: sums[k] + float(out[k]) for k in sums}
   if sums['count'] != run.info.num_eval_examples:  # e.g. undecodable files in a folder
-    logging.warning('evaluation saw %d examples; the eval split has %d', sums['count'],
-                    run.info.num_eval_examples)
+    logging.warning('evaluation read %d examples of the eval split\'s %d (%d could not be '
+                    'read)', sums['count'], run.info.num_eval_examples, sums['unreadable'])
   results = {'eval_accuracy': sums['correct'] / sums['count'],
              'eval_loss': sums['loss'] / sums['count'],
-             'eval_examples': sums['count']}
+             'eval_examples': sums['count'], 'eval_unreadable': sums['unreadable']}
   report.log_eval(run, step, results)
   return dict(results, eval_step=step)
 
@@ -129,7 +129,8 @@ def save_checkpoint(run: build.Run, state: steps.TrainState, step: int,
                     meter: accounting.CostMeter) -> None:
   meta = {
       'step': step,
-      'data': {'start_step': step},  # the pipeline is deterministic given (seed, step).
+      # The stream is a pure function of (its description, step): all it needs to resume.
+      'data': {'start_step': step, 'stream': run.info.stream},
       'cost': meter.to_json(),
       'config': json.loads(run.setup.config.to_json_best_effort()),
   }

@@ -18,6 +18,8 @@ import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
 
+from vit_jax.data import to_array_record
+
 import vit_jax.datasets  # noqa: F401  (registers vit_demo)
 
 _WORKDIR = flags.DEFINE_string('workdir', None, 'The demo workdir (pretrain/, finetune/).')
@@ -31,10 +33,11 @@ flags.mark_flag_as_required('workdir')
 def export_images(out: str, count: int) -> list[str]:
   """The first `count` downstream test images (64 px) as PNG files."""
   os.makedirs(out, exist_ok=True)
-  split = tfds.load('vit_demo/downstream', split=f'test[:{count}]',
-                    data_dir=_DATA_DIR.value)
+  # Random access: works for vit_demo prepared as ArrayRecord and for a converted one.
+  builder = to_array_record.random_access_builder(
+      tfds.builder('vit_demo/downstream', data_dir=_DATA_DIR.value))
   paths = []
-  for i, example in enumerate(tfds.as_numpy(split)):
+  for i, example in enumerate(builder.as_data_source(split=f'test[:{count}]')):
     paths.append(os.path.join(out, f'{i:02d}_label{example["label"]}.png'))
     Image.fromarray(np.asarray(example['image'])).save(paths[-1])
   return paths

@@ -29,18 +29,18 @@ import optax
 import tensorflow_datasets as tfds
 
 from vit_jax.data import preprocess
+from vit_jax.data import to_array_record
 import vit_jax.datasets  # noqa: F401  (registers vit_demo)
 
 
 def load(name: str, split: str, res: int, data_dir: str) -> tuple[np.ndarray, np.ndarray]:
   """All of a split as (N, res, res, 3) float32 in [-1, 1] and (N,) int labels."""
-  builder = tfds.builder(name, data_dir=data_dir)
-  builder.download_and_prepare()
-  ds = builder.as_dataset(split=split).map(  # the input pipeline's own resize
-      lambda x: (preprocess.value_range(preprocess.resize(x['image'], (res, res))),
-                 x['label']), num_parallel_calls=2).batch(1024)
-  images, labels = zip(*tfds.as_numpy(ds))
-  return np.concatenate(images), np.concatenate(labels)
+  builder = tfds.builder(name, data_dir=data_dir, file_format='array_record')
+  builder.download_and_prepare()  # as vit_jax prepares it, if missing
+  source = to_array_record.random_access_builder(builder).as_data_source(split=split)
+  images = [preprocess.value_range(preprocess.resize(ex['image'], (res, res))).numpy()
+            for ex in source]  # the input pipeline's own resize
+  return np.stack(images), np.array([ex['label'] for ex in source])
 
 
 class Block(nn.Module):

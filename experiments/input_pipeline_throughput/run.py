@@ -64,7 +64,7 @@ def imagenet_like(config, jpegs: list[bytes], batches: int) -> float:
       {'encoded': e}, tf.stack([tf.constant(0, tf.int64), i]), config.data, size),
               num_parallel_calls=config.data.num_parallel_calls, deterministic=True)
   ds = ds.batch(BATCH).prefetch(config.data.prefetch)
-  ds = ds.with_options(pipeline._options(config.data))  # pylint: disable=protected-access
+  ds = ds.with_options(pipeline.options(config.data))
   return images_per_second(ds, batches)
 
 

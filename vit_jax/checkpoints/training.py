@@ -69,6 +69,13 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> t
   return restored['state'], restored['meta']
 
 
+def restore_meta(manager: ocp.CheckpointManager, step: int) -> dict:
+  """The JSON `meta` item of checkpoint `step` alone (no arrays read): what a resume
+  checks before restoring or compiling anything."""
+  restored = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+  return restored['meta']
+
+
 def wait(manager: ocp.CheckpointManager) -> None:
   """Blocks until every started save is committed to disk."""
   manager.wait_until_finished()

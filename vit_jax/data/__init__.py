@@ -1,5 +1,5 @@
-"""Input data: sources (tfds builders, image folders), preflight, per-host pipelines and
-global batches, and the image ops they apply.
+"""Input data: sources (tfds builders, image folders), preflight, the global and the
+per-host streams, global batches, and the image ops they apply.
 
 `DatasetError` is defined here, before any source module is imported, so that every one
 of them can raise it without an import cycle.

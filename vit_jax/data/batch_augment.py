@@ -13,8 +13,14 @@ import tensorflow as tf
 from vit_jax.data.preprocess import fold_seed
 
 
+def partner_of(x: tf.Tensor, partner: tf.Tensor | None) -> tf.Tensor:
+  """The mixing partner of each row: row i - 1 (np.roll by 1; the per-host stream), or
+  the rows `partner` (b,) names (the global stream's pairs, global_stream.py)."""
+  return tf.roll(x, shift=1, axis=0) if partner is None else tf.gather(x, partner)
+
+
 def mixup(images: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor,
-          alpha: float) -> tuple[tf.Tensor, tf.Tensor]:
+          alpha: float, partner: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
   """Mixes each example with its neighbour in the batch, as big_vision's `mixup`.
 
   One ratio p ~ Beta(alpha, alpha) per batch, folded to max(p, 1 - p) so the original
@@ -25,7 +31,7 @@ def mixup(images: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor,
   gammas = tf.random.stateless_gamma([2], seed=seed, alpha=alpha)
   p = gammas[0] / (gammas[0] + gammas[1])
   p = tf.maximum(p, 1.0 - p)
-  mix = lambda x: p * x + (1.0 - p) * tf.roll(x, shift=1, axis=0)
+  mix = lambda x: p * x + (1.0 - p) * partner_of(x, partner)
   return mix(images), mix(labels)
 
 
@@ -60,7 +66,7 @@ def cutmix_box(height: int | tf.Tensor, width: int | tf.Tensor, seed: tf.Tensor,
 
 
 def cutmix(images: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor,
-           alpha: float) -> tuple[tf.Tensor, tf.Tensor]:
+           alpha: float, partner: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
   """CutMix (Yun et al. 2019, arXiv:1905.04899) in timm's 'batch' mode: one box per batch.
 
   Inside the `cutmix_box` box each example takes the pixels of its partner, example
@@ -73,26 +79,27 @@ def cutmix(images: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor,
   _, _, box = cutmix_box(shape[1], shape[2], seed, alpha)
   rows, cols = tf.range(shape[1])[:, None], tf.range(shape[2])[None, :]
   inside = (rows >= box[0]) & (rows < box[1]) & (cols >= box[2]) & (cols < box[3])
-  images = tf.where(inside[None, :, :, None], tf.roll(images, shift=1, axis=0), images)
+  images = tf.where(inside[None, :, :, None], partner_of(images, partner), images)
   area = tf.cast((box[1] - box[0]) * (box[3] - box[2]), tf.float32)
   kept = 1.0 - area / tf.cast(shape[1] * shape[2], tf.float32)
-  return images, kept * labels + (1.0 - kept) * tf.roll(labels, shift=1, axis=0)
+  return images, kept * labels + (1.0 - kept) * partner_of(labels, partner)
 
 
 def mix_batch(images: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor, mixup_alpha: float,
-              cutmix_alpha: float, switch_prob: float) -> tuple[tf.Tensor, tf.Tensor]:
+              cutmix_alpha: float, switch_prob: float,
+              partner: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
   """Mixup and/or CutMix of a batch, as timm's Mixup(mode='batch', prob=1) chooses.
 
   Both alphas > 0: CutMix with probability `switch_prob`, else Mixup, one draw per batch
   (the official Swin ImageNet-1k config: mixup 0.8, cutmix 1.0, switch_prob 0.5). Only
   one > 0: that one, on every batch. Mixup gets `seed` itself, so mixup-only batches
-  are exactly `mixup(images, labels, seed, mixup_alpha)`.
+  are exactly `mixup(images, labels, seed, mixup_alpha)`. `partner`: see `partner_of`.
   """
   def do_mixup():
-    return mixup(images, labels, seed, mixup_alpha)
+    return mixup(images, labels, seed, mixup_alpha, partner)
 
   def do_cutmix():
-    return cutmix(images, labels, fold_seed(seed, 2), cutmix_alpha)
+    return cutmix(images, labels, fold_seed(seed, 2), cutmix_alpha, partner)
 
   if mixup_alpha > 0 and cutmix_alpha > 0:
     use_cutmix = tf.random.stateless_uniform([], fold_seed(seed, 1)) < switch_prob

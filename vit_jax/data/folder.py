@@ -11,12 +11,14 @@ slices ('train[:98%]', 'train[98%:]', 'train[:5000]+val', see split_slices.py): 
 slice's positions index the split's files ranked by a hash of their path relative to
 the split folder, so a held-out slice samples every class in proportion and a file stays
 in it wherever the tree is mounted. The files a split selects are listed in sorted
-order; host i of n reads files i, i + n, i + 2n, ... (a disjoint, even share).
+order: record i of the split is file i (the global stream, data/records.py, reads them
+by index); the per-host stream's host i of n reads files i, i + n, i + 2n, ...
 
-A file that cannot be decoded is skipped, never replaced by a blank image and never
-fatal: `decode_or_skip` tries each decode in a one-element tf.data dataset with
-`ignore_errors()`, and the first time a file fails its name is logged with the running
-count (`undecodable_files()` lists them).
+A file that cannot be read or decoded is never replaced by a blank image that trains and
+is never fatal: `read_and_decode` tries each read + decode in a one-element tf.data
+dataset with `ignore_errors()`; the global stream keeps the slot with weight 0, the
+per-host stream (`decode_or_skip`) drops it. The first few failures are logged by name
+with the running count (`undecodable_files()` lists them all).
 """
 from __future__ import annotations
 
@@ -160,13 +162,20 @@ def host_share(items: list, process_index: int, process_count: int) -> list:
   return items[process_index::process_count]
 
 
-def _report(path: tf.Tensor) -> bool:
-  name = path.numpy().decode()
+LOGGED_BAD_FILES = 10  # names logged one by one; after that, every 100th count only.
+
+
+def report_unreadable(name: tf.Tensor) -> bool:
+  """Logs an unreadable file or record (the first few by name, then a running count)
+  and returns False (the value decode's ok flag takes)."""
+  name = name.numpy().decode()
   with _bad_files_lock:
     if name not in _bad_files:
       _bad_files.add(name)
-      logging.warning('skipping image that cannot be decoded: %s (%d undecodable so far)',
-                      name, len(_bad_files))
+      count = len(_bad_files)
+      if count <= LOGGED_BAD_FILES or count % 100 == 0:
+        logging.warning('cannot read or decode %s (%d unreadable so far; its slot gets '
+                        'weight 0)', name, count)
   return False
 
 
@@ -174,6 +183,23 @@ def undecodable_files() -> list[str]:
   """Every file this process has skipped so far, sorted."""
   with _bad_files_lock:
     return sorted(_bad_files)
+
+
+def read_and_decode(path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+  """File path -> (uint8 (h, w, 3), ok). A file that is missing, unreadable or not an
+  image gives ok=False and an 8x8 black placeholder (which the stream weights 0: it
+  keeps the slot, so no later example moves, and never trains)."""
+  # A failing op inside a map is an error of the whole pipeline; inside this one-element
+  # dataset, ignore_errors() turns it into "no element", which we can branch on.
+  attempt = tf.data.Dataset.from_tensors(path).map(
+      lambda p: tf.io.decode_image(tf.io.read_file(p), channels=3,
+                                   expand_animations=False)).ignore_errors()
+  fallback = tf.data.Dataset.from_tensors(tf.zeros([0, 0, 3], tf.uint8))
+  image = attempt.concatenate(fallback).take(1).get_single_element()
+  ok = tf.shape(image)[0] > 0
+  ok = tf.cond(ok, lambda: ok, lambda: tf.py_function(report_unreadable, [path], Tout=tf.bool))
+  image = tf.cond(ok, lambda: image, lambda: tf.zeros([8, 8, 3], tf.uint8))
+  return tf.ensure_shape(image, [None, None, 3]), ok
 
 
 def _try_decode(example: dict) -> dict:
@@ -185,7 +211,7 @@ def _try_decode(example: dict) -> dict:
   image = attempt.concatenate(fallback).take(1).get_single_element()
   ok = tf.shape(image)[0] > 0
   ok = tf.cond(ok, lambda: ok,
-               lambda: tf.py_function(_report, [example['path']], Tout=tf.bool))
+               lambda: tf.py_function(report_unreadable, [example['path']], Tout=tf.bool))
   out = {k: v for k, v in example.items() if k != 'encoded'}
   out.update(image=tf.ensure_shape(image, [None, None, 3]), decoded_ok=ok)
   return out

@@ -1,4 +1,4 @@
-"""Per-host tf.data pipelines: one host's share of a split -> its local batches.
+"""Per-host tf.data pipelines: which stream a run reads, and this host's batches of it.
 
 The training loop uses three functions, of three modules:
 
@@ -6,175 +6,154 @@ The training loop uses three functions, of three modules:
   for batch in global_batches.train_iterator(config, sharding, start_step=step): ...
   for batch in global_batches.eval_iterator(config, sharding): ...   # one exact pass
 
-Batches are dicts of global jax.Arrays (local ones here): `image` float32 (batch, H, W, 3) in [-1, 1],
-`label` float32 (batch, classes) (one-hot with config.label_smoothing at train time, plain
-one-hot at eval, or multi-hot), and for eval `mask` float32 (batch,), 0 for padding.
+Two streams (`stream_mode` decides, once, for every caller):
 
-Order and randomness. Host h of n reads only its share of a split (tfds.even_splits /
-folder.host_share). Its training stream is epoch after epoch of that share, each epoch
-shuffled with a seed made of (config.seed, epoch); example k of the stream belongs to
-global step k // local_batch, and all its augmentation randomness is seeded by
-(config.seed, global position in the step's global batch). Starting at step s therefore
-means skipping s * local_batch encoded records (no decoding) and yields exactly the
-batches an uninterrupted run yields from step s: the checkpointed step is all the state
-the pipeline needs. (Folder sources: exact as long as no file is undecodable, since a
-skipped file shifts the examples after it.)
+  global    global_stream.py: global batch s is a pure function of (config.seed, s),
+            whatever the number of hosts; each host reads its rows by index. Folders
+            and tfds datasets in ArrayRecord format (records.py).
+  per_host  per_host.py: each host shuffles its own share; not host-count invariant.
+            tfds datasets stored only as TFRecord, or config.data.stream='per_host'.
 
-`host_train_dataset` / `host_eval_dataset` are the per-host tf.data pipelines with the
-process index and count as arguments, so tests can play several hosts in one process.
+Train batches: `image` float32 (local, H, W, 3) in [-1, 1], `label` float32 (local,
+classes) (one-hot with config.label_smoothing, or multi-hot), `weight` float32 (local,)
+(0 for a record that could not be read). Eval batches: `image`, `label` (no smoothing),
+`mask` (0 = padding or unreadable) and `unreadable` (1 = a real example not read).
+
+`host_train_dataset` / `host_eval_dataset` take the process index and count as
+arguments, so tests can play several hosts in one process.
 """
 from __future__ import annotations
-from __future__ import annotations
 
-import numpy as np
 import tensorflow as tf
 
-from vit_jax import run_config
 from vit_jax import sharding
-from vit_jax.data import batch_augment
-from vit_jax.data import folder
-from vit_jax.data import images
-from vit_jax.data import preprocess
+from vit_jax.data import DatasetError
+from vit_jax.data import global_stream
+from vit_jax.data import per_host
+from vit_jax.data import records
 from vit_jax.data import sources
 
-
-def _load(split: sources.HostSplit, ds: tf.data.Dataset, num_parallel_calls: int) -> tf.data.Dataset:
-  """{'ref', 'label'} -> {'encoded', 'label'} (tfds) or {'image', 'path', 'label'} (folder,
-  decoded here so that undecodable files can be skipped)."""
-  if not split.is_folder:
-    return ds.map(lambda ex: {'encoded': ex['ref'], 'label': ex['label']})
-  ds = ds.map(lambda ex: {'encoded': split.load(ex['ref']), 'path': ex['ref'],
-                          'label': ex['label']},
-              num_parallel_calls=num_parallel_calls, deterministic=True)
-  return folder.decode_or_skip(ds, num_parallel_calls)
+STREAMS = ('auto', 'global', 'per_host')
+GLOBAL, PER_HOST = 'global', 'per_host'
 
 
-def _options(data) -> tf.data.Options:
-  options = tf.data.Options()
-  options.deterministic = True  # parallel maps keep input order: reproducible batches
+def stream_mode(config) -> tuple[str, str]:
+  """(GLOBAL or PER_HOST, why): config.data.stream 'auto' takes the global stream
+  wherever the train split has random access."""
+  wanted = config.data.get('stream', 'auto')
+  if wanted not in STREAMS:
+    raise DatasetError(f'config.data.stream={wanted!r} is not one of {STREAMS}; auto '
+                       '(the default) reads the global stream wherever it can')
+  if wanted == PER_HOST:
+    missing = records.sequential_missing(config)
+    if missing:
+      raise DatasetError(f"config.data.stream='per_host', but {missing}")
+    return PER_HOST, "config.data.stream='per_host'"
+  missing = records.random_access_missing(config)
+  if missing is None:
+    return GLOBAL, 'random access to the split'
+  if wanted == GLOBAL:
+    raise DatasetError(f"config.data.stream='global', but {missing}; or set "
+                       "config.data.stream='auto' to fall back to the per-host stream")
+  return PER_HOST, missing
+
+
+def description(config, num_train_examples: int, process_count: int) -> dict:
+  """What the stream depends on; stored with every checkpoint and compared on resume."""
+  mode, _ = stream_mode(config)
+  described = {'mode': mode, 'dataset': config.data.dataset,
+               'train_split': config.data.train_split, 'seed': config.seed,
+               'batch_size': config.batch_size, 'num_train_examples': num_train_examples}
+  if mode == PER_HOST:  # its stream also depends on the number of hosts.
+    described['process_count'] = process_count
+  return described
+
+
+def check_resume(saved: dict | None, current: dict, checkpoint: str) -> None:
+  """Refuses a resume whose stream would not continue the checkpointed one (before any
+  compile; nothing in the workdir is touched). `saved` None: a checkpoint written before
+  streams were described, which cannot be checked."""
+  if saved is None:
+    return
+  changed = {k: (saved.get(k), current.get(k)) for k in sorted(set(saved) | set(current))
+             if saved.get(k) != current.get(k)}
+  if not changed:
+    return
+  what = '; '.join(f'{k}: {old!r} -> {new!r}' for k, (old, new) in changed.items())
+  fixes = []
+  if 'num_train_examples' in changed:
+    fixes.append('the train split changed size since the checkpoint: restore the data '
+                 'the run started with')
+  if 'process_count' in changed:
+    fixes.append(f'the per-host stream depends on the number of processes: resume on '
+                 f'{saved["process_count"]}, or give the dataset random access (see the '
+                 'start table) before starting a run')
+  fixes.append('to train on the new data or settings, start a new workdir with '
+               'config.init=<this workdir> to fine-tune from its checkpoint')
+  raise DatasetError(f'cannot resume {checkpoint}: its input stream was {saved}, and '
+                     f'this config changes {what}; ' + '; '.join(fixes))
+
+
+def summary(config) -> str:
+  """The start table's row: which stream, and what a resume needs."""
+  mode, why = stream_mode(config)
+  if mode == GLOBAL:
+    return ('global: host-count invariant; the step is all the resume state, so a '
+            'checkpoint resumes on any number of processes that divides the batch')
+  return (f'per-host: NOT host-count invariant ({why}); resume on the same number of '
+          'processes')
+
+
+def options(data) -> tf.data.Options:
+  result = tf.data.Options()
+  result.deterministic = True  # parallel maps keep input order: reproducible batches
   # Bounded threads: a 2-core laptop must not run 2 x cores tf.data threads beside XLA.
-  options.threading.private_threadpool_size = data.num_parallel_calls
-  options.threading.max_intra_op_parallelism = 1
-  return options
+  result.threading.private_threadpool_size = data.num_parallel_calls
+  result.threading.max_intra_op_parallelism = 1
+  return result
 
 
-# --- per-host pipelines -----------------------------------------------------------------
-
-def _train_source(split: sources.HostSplit, data, size) -> tf.data.Dataset:
-  """The host's split, in a fixed order, as the training stream repeats it.
-
-  Default: encoded records, decoded after the shuffle. `cache_decoded`: decoded once
-  (and, with train_crop='resize', resized: key 'resized') and held in memory; for small
-  datasets like the demo, where 16x16 pixels are smaller than the JPEG and decoding
-  every epoch would cost more CPU than the tiny model's step.
-  """
-  if data.cache_decoded:
-    ds = _load(split, split.dataset, data.num_parallel_calls)
-    if data.train_crop == 'resize':
-      ds = ds.map(lambda ex: {'resized': preprocess.resize(images.decoded(ex), size),
-                              'label': ex['label']}, num_parallel_calls=data.num_parallel_calls)
-    else:
-      ds = ds.map(lambda ex: {'image': images.decoded(ex), 'label': ex['label']},
-                  num_parallel_calls=data.num_parallel_calls)
-    return ds.cache()
-  return split.dataset.cache() if data.cache else split.dataset
-
-
-def _epochs(source: tf.data.Dataset, data, seed: tf.Tensor,
-            first_epoch: int) -> tf.data.Dataset:
-  """Epochs first_epoch, first_epoch + 1, ... of `source`, each shuffled with a seed
-  that depends only on (config.seed, epoch), so any epoch can be started directly."""
-  def epoch(e):
-    return source.shuffle(data.shuffle_buffer, seed=seed * 1_000_003 + e,
-                          reshuffle_each_iteration=False)
-  return tf.data.Dataset.range(first_epoch, np.iinfo(np.int64).max).flat_map(epoch)
-
-
-def _host_share(config, batch_field: str, split_name: str, process_index, process_count):
-  """(process index, local batch, this host's share of the split, classes)."""
-  process_index, process_count = sources.process(process_index, process_count)
-  local = sharding.per_host_batch(batch_field, config[batch_field],
-                                 data_shards=process_count, process_count=process_count)
-  split = sources.host_split(config, split_name, process_index, process_count)
-  num_classes, _ = sources.classes(config)
-  return process_index, local, split, num_classes
+def _local(config, field: str, process_count: int) -> int:
+  return sharding.per_host_batch(field, config[field], data_shards=process_count,
+                                 process_count=process_count)
 
 
 def host_train_dataset(config, *, start_step: int = 0, process_index: int | None = None,
                        process_count: int | None = None) -> tf.data.Dataset:
-  """This host's infinite stream of local train batches, starting at global `start_step`.
-
-  Yields {'image': (local_batch, H, W, 3) float32, 'label': (local_batch, classes)}.
-  """
-  data, size = config.data, run_config.image_size(config)
-  process_index, local, split, num_classes = _host_share(
-      config, 'batch_size', data.train_split, process_index, process_count)
-  seed = tf.constant(config.seed, tf.int64)
-  # Resume: the stream position of `start_step` inside this host's epochs; skipping it
-  # reads records but decodes nothing.
-  start = start_step * local
-  first_epoch, offset = divmod(start, split.num_examples)
-  ds = _epochs(_train_source(split, data, size), data, seed, first_epoch).skip(offset)
-  if not data.cache_decoded:
-    ds = _load(split, ds, data.num_parallel_calls)
-  ds = ds.enumerate(start=start)  # position in this host's stream, after skipped files
-
-  def example(position, ex):
-    step, row = position // local, position % local
-    global_position = step * config.batch_size + process_index * local + row
-    image = images.train_image(ex, tf.stack([seed, global_position]), data, size)
-    label = (preprocess.multi_hot(ex['label'], num_classes) if data.multi_label
-             else ex['label'])
-    return {'image': image, 'label': label}
-
-  def finish(step, batch):  # vectorised over the batch: cheaper than per example
-    # Batch-level draws (erasing, mix switch, ratio, box) are seeded by (config.seed,
-    # step, process_index), as Mixup's always were: a host's local batch is a pure
-    # function of them (timm's per-rank random state is the same per-process scheme).
-    cutmix_alpha = data.get('cutmix_alpha', 0.0)
-    erase_prob = data.get('random_erase_prob', 0.0)
-    image = preprocess.value_range(batch['image'])
-    if erase_prob > 0:  # per image, after value_range and before mixing, as timm
-      erase_seed = preprocess.fold_seed(tf.stack([seed, step]), 2_000_000 + process_index)
-      image = batch_augment.random_erase(image, erase_seed, erase_prob)
-    label = (batch['label'] if data.multi_label else
-             preprocess.one_hot(batch['label'], num_classes, config.label_smoothing))
-    if data.mixup_alpha > 0 or cutmix_alpha > 0:
-      mix_seed = preprocess.fold_seed(tf.stack([seed, step]), 1_000_000 + process_index)
-      image, label = batch_augment.mix_batch(image, label, mix_seed, data.mixup_alpha,
-                                          cutmix_alpha, data.get('mix_switch_prob', 0.5))
-    return {'image': image, 'label': label}
-  ds = ds.map(example, num_parallel_calls=data.num_parallel_calls, deterministic=True)
-  ds = ds.batch(local, drop_remainder=True).enumerate(start=start_step)
-  ds = ds.map(finish, num_parallel_calls=data.num_parallel_calls, deterministic=True)
-  return ds.prefetch(data.prefetch).with_options(_options(data))
+  """This host's infinite stream of local train batches, from global step `start_step`."""
+  process_index, process_count = sources.process(process_index, process_count)
+  if stream_mode(config)[0] == GLOBAL:
+    num_classes, _ = sources.classes(config)
+    ds = global_stream.train_dataset(config, process_index,
+                                     _local(config, 'batch_size', process_count),
+                                     num_classes, start_step)
+  else:
+    ds = per_host.host_train_dataset(config, start_step=start_step,
+                                     process_index=process_index,
+                                     process_count=process_count)
+  return ds.prefetch(config.data.prefetch).with_options(options(config.data))
 
 
 def num_eval_batches(config, *, process_count: int | None = None) -> int:
-  """Batches every host runs for one exact pass (the largest host share, rounded up)."""
+  """Batches every host runs for one exact pass of the eval split."""
   _, process_count = sources.process(None, process_count)
-  largest = max(sources.split_sizes(config, config.data.eval_split, process_count))
-  return -(-largest // (config.eval_batch_size // process_count))
+  if stream_mode(config)[0] == GLOBAL:
+    size = sum(sources.split_sizes(config, config.data.eval_split, 1))
+    return global_stream.num_eval_batches(size, config.eval_batch_size)
+  return per_host.num_eval_batches(config, process_count=process_count)
 
 
 def host_eval_dataset(config, *, process_index: int | None = None,
                       process_count: int | None = None) -> tf.data.Dataset:
-  """This host's share of the eval split once, padded to the same number of batches on
-  every host. Yields {'image', 'label', 'mask'}; mask is 0.0 on padding rows."""
-  data, size = config.data, run_config.image_size(config)
-  _, local, split, num_classes = _host_share(
-      config, 'eval_batch_size', data.eval_split, process_index, process_count)
-  ds = _load(split, split.dataset, data.num_parallel_calls)
-  prep = run_config.eval_preprocessing(config)
-  ds = ds.map(lambda ex: {'image': images.eval_image(images.decoded(ex), prep),
-                          'label': images.label(ex['label'], num_classes, data.multi_label, 0.0),
-                          'mask': tf.constant(1.0)},
-              num_parallel_calls=data.num_parallel_calls, deterministic=True)
-  padding = tf.data.Dataset.from_tensors({
-      'image': tf.zeros([*size, 3], tf.float32), 'label': tf.zeros([num_classes]),
-      'mask': tf.constant(0.0)}).repeat()
-  # Pad, then cut at the same length on every host (an undecodable folder file only
-  # means one more padding row).
-  batches = -(-split.max_host_examples // local)
-  ds = ds.concatenate(padding).take(batches * local).batch(local)
-  return ds.prefetch(data.prefetch).with_options(_options(data))
+  """This host's rows of one pass over the eval split, padded to the same number of
+  batches on every host."""
+  process_index, process_count = sources.process(process_index, process_count)
+  if stream_mode(config)[0] == GLOBAL:
+    num_classes, _ = sources.classes(config)
+    ds = global_stream.eval_dataset(config, process_index,
+                                    _local(config, 'eval_batch_size', process_count),
+                                    num_classes)
+  else:
+    ds = per_host.host_eval_dataset(config, process_index=process_index,
+                                    process_count=process_count)
+  return ds.prefetch(config.data.prefetch).with_options(options(config.data))

@@ -19,6 +19,12 @@ import tensorflow_datasets as tfds
 from vit_jax.data import DatasetError
 
 
+# Datasets this project prepares (the demo, imagenet2012 from its archives) are written
+# in tfds's ArrayRecord format: random access, which the global stream needs
+# (data/records.py); TFRecord files can only be read from the start.
+FILE_FORMAT = 'array_record'
+
+
 def under_mock() -> bool:
   # tfds.testing.mock_data replaces DatasetBuilder.download_and_prepare by a no-op defined
   # in its module and serves random examples without files: nothing is, or can be,
@@ -40,6 +46,16 @@ def prepare_locked(builder, what: str, how: str, download_config=None) -> None:
       builder.download_and_prepare(download_config=download_config)
 
 
+def convert_locked(builder, convert) -> None:
+  """`convert(name, data_dir)` under the same lock as preparing: one process converts."""
+  lock_path = os.path.join(builder.data_dir_root, f'{builder.name}.lock')
+  with open(lock_path, 'w') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    logging.info('converting %s in %s to ArrayRecord (random access for the global '
+                 'stream; once)', builder.info.full_name, builder.data_dir_root)
+    convert(builder.info.full_name.rsplit('/', 1)[0], builder.data_dir_root)
+
+
 # Files a manual dataset needs in its manual_dir, for the datasets prepared here from it.
 # tfds has no API listing them: a builder names them only inside _split_generators and in
 # MANUAL_DOWNLOAD_INSTRUCTIONS prose, and the prose is no reliable list across datasets
@@ -47,7 +63,7 @@ def prepare_locked(builder, what: str, how: str, download_config=None) -> None:
 # _split_generators opens (its optional ILSVRC2012_img_test.tar is left out); the ImageNet
 # variants that also download label files (imagenet2012_real, _subset) are not here, since
 # preparing them needs the network. tests/test_tfds_sources.py checks the names against
-# the installed builder's instructions. Other manual datasets get the `tfds build` command.
+# the installed builder's instructions. Other manual datasets get the preparation command.
 MANUAL_FILES = {
     'imagenet2012': ('ILSVRC2012_img_train.tar', 'ILSVRC2012_img_val.tar'),
 }
@@ -59,11 +75,20 @@ def _manual_dir(builder, data_config) -> str:
                             os.path.join(builder.data_dir_root, 'downloads', 'manual'))
 
 
-def _build_command(builder, data_config) -> str:
-  command = f'tfds build {data_config.dataset} --data_dir={builder.data_dir_root}'
+def prepare_command(builder, data_config) -> str:
+  """The one-line preparation command, in the ArrayRecord format the global stream reads.
+
+  Not `tfds build`: tfds 4.9.10's CLI imports its convert_format module, which needs
+  apache_beam at import time, so `tfds` fails with ModuleNotFoundError unless beam is
+  installed; this calls the same builder through the Python API.
+  """
+  download = ''
   if builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
-    command += f' --manual_dir={_manual_dir(builder, data_config)}'
-  return command
+    download = (', download_config=tfds.download.DownloadConfig(manual_dir='
+                f'{_manual_dir(builder, data_config)!r})')
+  return (f'python -c "import tensorflow_datasets as tfds; tfds.builder('
+          f'{data_config.dataset!r}, data_dir={str(builder.data_dir_root)!r}, file_format='
+          f'{FILE_FORMAT!r}).download_and_prepare({download.lstrip(", ")})"')
 
 
 def prepare_from_manual_dir(builder, data_config) -> None:
@@ -79,7 +104,7 @@ def prepare_from_manual_dir(builder, data_config) -> None:
         f'tfds dataset {data_config.dataset!r} is not prepared in data_dir '
         f'{builder.data_dir_root}; manual_dir {manual_dir} holds its files, but this run '
         f'has {jax.process_count()} processes, which must not all prepare it. Prepare it '
-        f'once, before the run, with: {_build_command(builder, data_config)}')
+        f'once, before the run, with: {prepare_command(builder, data_config)}')
   prepare_locked(builder, 'tfds dataset', f'from the archives in manual_dir {manual_dir}, '
                   'as `tfds build` does; no download; the full ImageNet takes hours',
                   tfds.download.DownloadConfig(manual_dir=manual_dir))
@@ -97,7 +122,7 @@ def _manual_files_message(builder, data_config, found, missing) -> str:
           f'(config.data.manual_dir), as tfds says: '
           f'{" ".join(builder.MANUAL_DOWNLOAD_INSTRUCTIONS.split())} The next '
           f'single-process run then prepares it there, or run: '
-          f'{_build_command(builder, data_config)}')
+          f'{prepare_command(builder, data_config)}')
 
 
 def _rename_hints(manual_dir, found, expected, missing) -> str:
@@ -128,6 +153,6 @@ def not_prepared_message(builder, data_config) -> str:
         f'It needs files you download yourself: put them in manual_dir '
         f'{_manual_dir(builder, data_config)} (config.data.manual_dir), as tfds says: '
         f'{" ".join(builder.MANUAL_DOWNLOAD_INSTRUCTIONS.split())} '
-        f'Then run: {_build_command(builder, data_config)}')
-  return msg + (f'Prepare it (downloads it) with: {_build_command(builder, data_config)} '
+        f'Then run: {prepare_command(builder, data_config)}')
+  return msg + (f'Prepare it (downloads it) with: {prepare_command(builder, data_config)} '
                 f'or point config.data.data_dir at the folder that holds it.')

@@ -16,6 +16,7 @@ import tensorflow_datasets as tfds
 from vit_jax.data import DatasetError
 from vit_jax.data import folder
 from vit_jax.data import tfds_prepare
+from vit_jax.data import to_array_record
 # Registers the builders the project ships (vit_demo) with tfds, so that a config can
 # name them like any catalog dataset.
 from vit_jax import datasets  # noqa: F401  pylint: disable=unused-import
@@ -33,8 +34,18 @@ def prepared_builder(data_config) -> tfds.core.DatasetBuilder:
         f'config.data.dataset={name!r} is neither a tfds dataset (close names: {close}) '
         f'nor an existing folder; fix the name, or for own images give a folder path: '
         f'{folder.layout_help("<path>")}') from None
-  if builder.is_prepared() or tfds_prepare.under_mock():
+  if tfds_prepare.under_mock():
     return builder
+  if builder.is_prepared():
+    if builder.name == 'vit_demo' and not to_array_record.has_array_record(builder.info):
+      # Ours, prepared as TFRecord by an older vit_jax: converted once (~1 s per 10k
+      # images), so the demo reads the same global stream on every machine.
+      tfds_prepare.convert_locked(builder, to_array_record.convert)
+      return tfds.builder(name, data_dir=data_config.data_dir)
+    return builder
+  # Prepared here: written as ArrayRecord, the format the global stream reads by index.
+  builder = tfds.builder(name, data_dir=data_config.data_dir,
+                         file_format=tfds_prepare.FILE_FORMAT)
   if builder.name == 'vit_demo':
     tfds_prepare.prepare_locked(builder, 'the offline demo dataset',
                                 'rendered locally, no download')
