@@ -95,6 +95,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.debug.nan_loss_at_step = -1  # loss x NaN in this update (1-based, as logged).
   config.debug.sigterm_at_step = -1  # the process SIGTERMs itself after this update.
   config.debug.sigkill_after_save_at_step = -1  # SIGKILL itself right after this save.
+  config.debug.sigterm_during_save_at_step = -1  # SIGTERM itself right after this save started.
+  config.debug.sigterm_during_eval_at_step = -1  # SIGTERM itself after the first batch of this eval.
+  config.debug.signal_process = -1  # which process sends the debug signals; -1 = every one.
   return config
 
 

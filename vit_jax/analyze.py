@@ -16,8 +16,8 @@ tokens, Swin zeroes the patch embeddings, see vit_jax/analysis/patch_drop.py).
 
 Each writes a PNG and the numbers behind it (`.npz`, patch-drop `.json`) to --out.
 `--checkpoint` is one of our run directories (model, overrides, image size and eval
-preprocessing from its config.json: --model may be left out) or a published file
-(--model required; resolution from its position-embedding grid, or
+preprocessing from the config stored with its newest checkpoint: --model may be left
+out) or a published file (--model required; resolution from its position-embedding grid, or
 --source_image_size). `--image_size` runs at another resolution (position embeddings
 resampled). patch-drop reads the run's eval split by default (for published files
 give --dataset) with the checkpoint's eval preprocessing (vit_jax/inference.py).
@@ -49,7 +49,7 @@ ANALYSES = ('attention', 'attention-distance', 'posemb', 'filters', 'patch-drop'
 FLAGS = flags.FlagValues()
 _DEFINE = dict(flag_values=FLAGS)
 flags.DEFINE_string('model', None, 'registered model name (run directories: default '
-                    'from config.json)', **_DEFINE)
+                    'from the run\'s stored config)', **_DEFINE)
 flags.DEFINE_string('checkpoint', None, 'published .npz or our run directory', **_DEFINE)
 flags.DEFINE_string('out', None, 'output directory', **_DEFINE)
 flags.DEFINE_integer('num_classes', 0, 'classes of the checkpoint head, checked against '

@@ -12,7 +12,6 @@ returns a frozen dataclass of what it made.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from typing import Mapping
@@ -23,11 +22,11 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 import orbax.checkpoint as ocp
-from absl import logging
 from clu import metric_writers
 from etils import epath
 
 from vit_jax import optim
+from vit_jax import resume
 from vit_jax import run_config
 from vit_jax import sharding
 from vit_jax import steps
@@ -36,7 +35,6 @@ from vit_jax.checkpoints import training
 from vit_jax.cost import accounting
 from vit_jax.cost import flops
 from vit_jax.cost import peaks
-from vit_jax.data import pipeline
 from vit_jax.data import preflight
 from vit_jax.models import matmul
 from vit_jax.platform import cpu_devices
@@ -98,21 +96,19 @@ class Run:
   writer: metric_writers.MetricWriter  # TensorBoard on process 0; no-op elsewhere.
 
 
-def build(config: ml_collections.ConfigDict, workdir: str
-          ) -> tuple[Run, steps.TrainState, int, accounting.CostTotals]:
-  """(run, state to train from, its step, cost totals so far): resumed from the newest
-  checkpoint of `workdir`, else freshly initialised."""
+def build(config: ml_collections.ConfigDict, workdir: str) -> tuple[Run, Start]:
+  """(run, where it starts): resumed from the newest checkpoint of `workdir` that this
+  config may resume and that reads, else freshly initialised."""
   check_config(config)
   info = preflight.preflight(config)  # data and batch sizes: fails in seconds, not hours.
   run_setup = setup(config, info.num_classes, sharding.make_mesh())
   manager = training.create_manager(workdir, config.keep_checkpoints)
-  state, start_step, totals = restore_or_initialize(run_setup, manager, workdir,
-                                                    stream=info.stream)
+  start = restore_or_initialize(run_setup, manager, workdir, stream=info.stream)
   writer = make_writer(workdir)  # after the resume checks: a refused resume writes nothing.
-  run = Run(setup=run_setup, compiled=compile_steps(run_setup, state),
+  run = Run(setup=run_setup, compiled=compile_steps(run_setup, start.state),
             hardware=measure_hardware(config.dtype), info=info, workdir=workdir,
             manager=manager, writer=writer)
-  return run, state, start_step, totals
+  return run, start
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -198,41 +194,30 @@ def initialize(setup: Setup) -> steps.TrainState:
   return jax.jit(make_state, out_shardings=setup.state_sharding)(params, step_rng)
 
 
+@dataclasses.dataclass(frozen=True)
+class Start:
+  """Where training starts: the state, its step, the cost so far, and whether the
+  evaluation due at that step is still owed (a preemption interrupted it)."""
+  state: steps.TrainState
+  step: int
+  totals: accounting.CostTotals
+  evaluate_first: bool = False
+
+
 def restore_or_initialize(setup: Setup, manager: ocp.CheckpointManager, workdir: str,
-                          stream: dict | None = None
-                          ) -> tuple[steps.TrainState, int, accounting.CostTotals]:
-  """The newest complete checkpoint of `workdir` if any, else a fresh state. `stream`
-  (pipeline.description) must equal the checkpoint's, checked before any array is read."""
-  step = training.latest_step(manager)
-  if step is None:
-    write_config(setup.config, workdir)
-    return initialize(setup), 0, accounting.CostTotals()
-  if stream is not None:
-    saved = training.restore_meta(manager, step)['data'].get('stream')
-    if saved is None:
-      logging.warning('Checkpoint %d has no input-stream description (an older run): '
-                      'cannot check that the stream continues.', step)
-    pipeline.check_resume(saved, stream, f'{training.checkpoint_dir(workdir)}/{step}')
-  state, meta = training.restore(
-      manager, step, training.abstract_like(setup.abstract_state, setup.state_sharding))
-  warn_config_changes(meta.get('config', {}), setup.config)
-  logging.info('Resumed from %s at step %d.', training.checkpoint_dir(workdir), step)
-  return state, meta['data']['start_step'], accounting.CostTotals.from_json(meta['cost'])
-
-
-def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """<workdir>/config.json, written once by process 0 (a resumed run keeps the first)."""
-  path = epath.Path(workdir) / 'config.json'  # epath: local or gs://
-  if sharding.is_main_process() and not path.exists():
-    path.write_text(config.to_json_best_effort(indent=2))
-
-
-def warn_config_changes(saved: dict, config: ml_collections.ConfigDict) -> None:
-  current = json.loads(config.to_json_best_effort())
-  changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-  if changed:
-    logging.warning('Resuming with a config that differs from the checkpoint in: %s',
-                    ', '.join(changed))
+                          stream: dict | None = None) -> Start:
+  """The newest checkpoint of `workdir` this config may resume and that reads
+  (resume.py), else a fresh state. `stream` (pipeline.description) must equal the
+  checkpoint's; every check runs before any array is read."""
+  restored = resume.restore_newest_readable(
+      manager, workdir, config=setup.config, abstract_state=setup.abstract_state,
+      state_sharding=setup.state_sharding, num_classes=setup.num_classes, stream=stream)
+  if restored is None:
+    return Start(state=initialize(setup), step=0, totals=accounting.CostTotals())
+  meta = restored.meta
+  return Start(state=restored.state, step=meta['data']['start_step'],
+               totals=accounting.CostTotals.from_json(meta['cost']),
+               evaluate_first=bool(meta.get('eval_pending')))
 
 
 # ----------------------------------------------------------------------------------------

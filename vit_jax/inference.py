@@ -4,7 +4,7 @@
 and returns the model, its params (head included) and the eval preprocessing that goes
 with them:
 
-  run directory   (orbax checkpoints + the config.json the training loop writes) the
+  run directory   (orbax checkpoints, each storing the config that wrote it) the
                   model as training built it (run_config.create_model: name,
                   overrides, dtypes, image size); params from the latest checkpoint,
                   the EMA params when the run kept them (as its evaluation did); eval
@@ -42,7 +42,6 @@ from vit_jax.data import images
 from vit_jax.data import preprocess
 from vit_jax.models import registry
 
-CONFIG_FILE = 'config.json'
 _HEAD_BIAS = 'head/bias'
 
 
@@ -93,12 +92,17 @@ def _load_run(workdir: str, model_name, image_size) -> Classifier:
 
 
 def read_run_config(workdir: str) -> dict:
-  """<workdir>/config.json as a dict (the training config of the run)."""
-  path = epath.Path(workdir) / CONFIG_FILE
+  """The training config of a run directory: the one stored with its newest complete
+  checkpoint (what trained those weights), else its config.json."""
+  stored = (training.stored_config(workdir)
+            if epath.Path(training.checkpoint_dir(workdir)).is_dir() else None)
+  if stored is not None:
+    return stored
+  path = epath.Path(workdir) / training.CONFIG_FILE
   if not path.is_file():
     raise FileNotFoundError(
-        f'{workdir!r} has no {CONFIG_FILE}: not a run directory of vit_jax.main; give '
-        'the directory given as --workdir to training, or a published weights file')
+        f'{workdir!r} has no {training.CONFIG_FILE}: not a run directory of '
+        'vit_jax.main; give the directory given as --workdir to training, or a published weights file')
   return json.loads(path.read_text())
 
 

@@ -18,6 +18,8 @@ process. Restarting the same command resumes from the last complete checkpoint i
 """
 from __future__ import annotations
 
+import sys
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -68,8 +70,13 @@ def main(argv) -> None:
   from vit_jax import train  # pylint: disable=import-outside-toplevel
   logging.info('Process %d of %d, %d local / %d global devices.', jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count())
+  from vit_jax.checkpoints import errors  # pylint: disable=import-outside-toplevel
   epath.Path(_WORKDIR.value).mkdir(parents=True, exist_ok=True)  # local or gs://
-  train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  try:
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except errors.RunStopped as error:  # the message is the whole story: no traceback.
+    logging.error('Stopped: %s', error)
+    sys.exit(1)
 
 
 if __name__ == '__main__':

@@ -6,9 +6,10 @@
 
 Images (JPEG, PNG, GIF, BMP; any size) are prepared as the checkpoint's evaluation
 prepared them:
-  run directory  model, overrides and image size from its config.json (so --model can
-                 be left out) and data.eval_resize / eval_crop_ratio: by default the
-                 short side resized to 1.143 x the resolution, central crop;
+  run directory  model, overrides and image size from the config stored with its newest
+                 checkpoint (so --model can be left out) and data.eval_resize /
+                 eval_crop_ratio: by default the short side resized to 1.143 x the
+                 resolution, central crop;
   published file --model is required; head size from the file; resolution from its
                  position-embedding grid (or --source_image_size, which wins; needed
                  for a non-square grid); the ViT fine-tuning convention: resize to
@@ -37,7 +38,7 @@ FLAGS = flags.FlagValues()
 flags.DEFINE_string('checkpoint', None, 'run directory of vit_jax.main, or a published '
                     '.npz / Swin .pth / .safetensors file', flag_values=FLAGS)
 flags.DEFINE_string('model', None, 'registered model name (default for run '
-                    'directories: from config.json)', flag_values=FLAGS)
+                    'directories: from the run\'s stored config)', flag_values=FLAGS)
 flags.DEFINE_string('labels', None, 'class names: a file with one per line, or a tfds '
                     'dataset name', flag_values=FLAGS)
 flags.DEFINE_string('data_dir', None, 'tfds data_dir for --labels', flag_values=FLAGS)

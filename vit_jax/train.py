@@ -9,7 +9,6 @@ checkpoint 8 holds and what is logged at step 8.
 """
 from __future__ import annotations
 
-import json
 from typing import Iterator
 
 import jax
@@ -19,6 +18,7 @@ from absl import logging
 from vit_jax import build
 from vit_jax import guards
 from vit_jax import report
+from vit_jax import resume
 from vit_jax import steps
 from vit_jax.checkpoints import training
 from vit_jax.cost import accounting
@@ -27,12 +27,12 @@ from vit_jax.data import global_batches
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains and evaluates as `config` says; returns the final summary (also logged)."""
-  run, state, start_step, totals = build.build(config, workdir)
-  report.write_start(run, start_step)
-  meter = accounting.CostMeter(totals, flops_per_step=run.compiled.flops_per_step,
+  run, start = build.build(config, workdir)
+  report.write_start(run, start.step)
+  meter = accounting.CostMeter(start.totals, flops_per_step=run.compiled.flops_per_step,
                                kinds=run.hardware.kinds,
                                peak_total=run.hardware.peak_total)
-  state, last_eval, preempted = train_loop(run, state, start_step, meter)
+  state, last_eval, preempted = train_loop(run, start, meter)
   return finish(run, state, meter, last_eval, preempted)
 
 
@@ -43,42 +43,49 @@ def is_due(step: int, every: int, total: int) -> bool:
   return step == total or (every > 0 and step % every == 0)
 
 
-def train_loop(run: build.Run, state: steps.TrainState, start_step: int,
-               meter: accounting.CostMeter) -> tuple[steps.TrainState, dict, bool]:
-  """Updates from `start_step` to config.total_steps; returns (state, the last
+def train_loop(run: build.Run, start: build.Start, meter: accounting.CostMeter
+               ) -> tuple[steps.TrainState, dict, bool]:
+  """Updates from `start.step` to config.total_steps; returns (state, the last
   evaluation's results, whether it stopped for preemption)."""
   config = run.setup.config
-  if start_step >= config.total_steps:
-    logging.info('Checkpoint step %d >= total_steps %d: nothing to train.', start_step,
-                 config.total_steps)
-    return state, {}, False
-  batches = global_batches.train_iterator(config, run.setup.batch_sharding,
-                                          start_step=start_step)
   with guards.Preemption() as preemption:
-    return _steps(run, state, start_step, meter, batches, preemption)
+    last_eval = {}
+    if start.evaluate_first and start.step < config.total_steps:
+      # The evaluation due at this checkpoint was interrupted by a preemption.
+      with meter.paused(start.state):
+        last_eval = evaluate(run, start.state, start.step, preemption)
+      if last_eval is None:  # preempted again: the checkpoint still owes it.
+        return start.state, {}, True
+    if start.step >= config.total_steps:
+      logging.info('Checkpoint step %d >= total_steps %d: nothing to train.', start.step,
+                   config.total_steps)
+      return start.state, last_eval, False
+    batches = global_batches.train_iterator(config, run.setup.batch_sharding,
+                                            start_step=start.step)
+    return _steps(run, start, meter, batches, preemption, last_eval)
 
 
-def _steps(run: build.Run, state: steps.TrainState, start_step: int,
-           meter: accounting.CostMeter, batches: Iterator[dict],
-           preemption: guards.Preemption) -> tuple[steps.TrainState, dict, bool]:
-  config = run.setup.config
-  history, last_eval = [], {}
+def _steps(run: build.Run, start: build.Start, meter: accounting.CostMeter,
+           batches: Iterator[dict], preemption: guards.Preemption, last_eval: dict
+           ) -> tuple[steps.TrainState, dict, bool]:
+  config, state = run.setup.config, start.state
+  history, saved = [], False
   pending = []  # this update's (step, metrics): fetched one update late, so the host
   #               dispatches update n + 1 before waiting for update n to finish.
   meter.resume()
-  progress = report.Progress(config.total_steps, start_step=start_step,
+  progress = report.Progress(config.total_steps, start_step=start.step,
                              start_seconds=meter.totals.train_seconds)
-  for step in range(start_step + 1, config.total_steps + 1):
+  for step in range(start.step + 1, config.total_steps + 1):
     state, metrics = run.compiled.train_step(state, next(batches))
     meter.count_step()
     history += fetch_metrics(run, pending)
     pending = [(step, metrics)]
     guards.debug_after_step(config.debug, step)
-    stop = preemption.reached(step)
+    stop = preemption.reached()
     log = is_due(step, config.log_every_steps, config.total_steps)
-    evaluate_now = is_due(step, config.eval_every_steps, config.total_steps)
+    eval_due = is_due(step, config.eval_every_steps, config.total_steps)
     save = stop or is_due(step, config.checkpoint_every_steps, config.total_steps)
-    if log or evaluate_now or save:  # never log, evaluate or save a non-finite update.
+    if log or eval_due or save:  # never log, evaluate or save a non-finite update.
       history += fetch_metrics(run, pending)
       pending = []
     if log:
@@ -86,12 +93,18 @@ def _steps(run: build.Run, state: steps.TrainState, start_step: int,
       meter.resume()  # writing the line counts as training time; eval and saves do not.
       report.log_train(run, step, history, totals, progress)
       history = []
-    if evaluate_now:
+    eval_pending = eval_due and stop  # preempted before it started: owed to the restart.
+    if eval_due and not stop:
       with meter.paused(state):
-        last_eval = evaluate(run, state, step)
+        results = evaluate(run, state, step, preemption)
+      last_eval, eval_pending = results or last_eval, results is None
+      stop, save = stop or eval_pending, save or eval_pending
     if save:
       with meter.paused(state):
-        save_checkpoint(run, state, step, meter)
+        save_checkpoint(run, state, step, meter, eval_pending=eval_pending, first=not saved)
+      saved = True
+      # A notice that came during the save: stop now rather than after another interval.
+      stop = stop or (step < config.total_steps and preemption.reached())
     if stop:
       return state, last_eval, True
   return state, last_eval, False
@@ -107,14 +120,23 @@ def fetch_metrics(run: build.Run, pending: list) -> list[dict[str, float]]:
   return fetched
 
 
-def evaluate(run: build.Run, state: steps.TrainState, step: int) -> dict[str, float]:
-  """Exact accuracy: correct / real examples over the whole eval split (padding masked)."""
+def evaluate(run: build.Run, state: steps.TrainState, step: int,
+             preemption: guards.Preemption | None = None) -> dict[str, float] | None:
+  """Exact accuracy: correct / real examples over the whole eval split (padding masked).
+
+  None, with nothing logged or written, when a preemption notice arrives during it: the
+  caller saves at once and the checkpoint records that this evaluation is still owed."""
   config = run.setup.config
   params = state.ema_params if config.ema_decay else state.params
   sums = {'correct': 0.0, 'loss': 0.0, 'count': 0.0, 'unreadable': 0.0}
   for batch in global_batches.eval_iterator(config, run.setup.batch_sharding):
     out = jax.device_get(run.compiled.eval_step(params, batch))
     sums = {k: sums[k] + float(out[k]) for k in sums}
+    guards.debug_in_eval(config.debug, step)
+    if preemption is not None and preemption.reached():
+      logging.warning('Evaluation at step %d interrupted by preemption: no metrics '
+                      'written; the checkpoint owes it to the next start.', step)
+      return None
   if sums['count'] != run.info.num_eval_examples:  # e.g. undecodable files in a folder
     logging.warning('evaluation read %d examples of the eval split\'s %d (%d could not be '
                     'read)', sums['count'], run.info.num_eval_examples, sums['unreadable'])
@@ -126,16 +148,24 @@ def evaluate(run: build.Run, state: steps.TrainState, step: int) -> dict[str, fl
 
 
 def save_checkpoint(run: build.Run, state: steps.TrainState, step: int,
-                    meter: accounting.CostMeter) -> None:
+                    meter: accounting.CostMeter, eval_pending: bool = False,
+                    first: bool = False) -> None:
+  """Starts saving checkpoint `step`; after a run's first save, waits for it to commit
+  and makes config.json this run's (resume.py)."""
+  config = run.setup.config
   meta = {
       'step': step,
       # The stream is a pure function of (its description, step): all it needs to resume.
       'data': {'start_step': step, 'stream': run.info.stream},
       'cost': meter.to_json(),
-      'config': json.loads(run.setup.config.to_json_best_effort()),
+      'config': resume.config_json(config),
+      'num_classes': run.setup.num_classes,
+      'eval_pending': eval_pending,  # an evaluation due at `step` was interrupted.
   }
   training.save(run.manager, step, state, meta)
-  guards.debug_after_save(run.setup.config.debug, step)
+  guards.debug_after_save(config.debug, step)
+  if first:
+    resume.record_after_first_save(run.manager, config, run.workdir)
 
 
 # ----------------------------------------------------------------------------------------
