@@ -66,7 +66,11 @@ def disk_full(ctx: fr.Context) -> fr.Result:
   for key in ('checks', 'facts', 'logs'):
     getattr(r, key).update(out[key])
   r.resumed, r.max_delta, r.lost = out['resumed'], out['max_delta'], out['lost']
-  r.saw = 'exit 1, "Stopped: a checkpoint save in ... ran out of disk space (... bytes free, a checkpoint needs about ... bytes (checkpoint 8 on disk)). Checkpoint 8 is complete ..."'
+  free, needs = (f'{r.facts[k]:,}' if k in r.facts else '?'
+                 for k in ('free_bytes', 'checkpoint_bytes'))
+  r.saw = (f'exit 1, "Stopped: a checkpoint save in ... ran out of disk space ({free} '
+           f'bytes free, a checkpoint needs about {needs} bytes (checkpoint 8 on disk)). '
+           'Checkpoint 8 is complete and the next start resumes from it; ..."')
   return r
 
 
