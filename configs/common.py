@@ -14,6 +14,7 @@ def get_data_config() -> ml_collections.ConfigDict:
   data.manual_dir = ml_collections.FieldReference(None, field_type=str)  # archives for manual datasets (ImageNet).
   data.train_split = 'train'  # tfds split string, e.g. 'train[:98%]'.
   data.eval_split = 'test'  # tfds split string used for evaluation.
+  data.minival_split = ml_collections.FieldReference(None, field_type=str)  # held out of train_split for choosing the lr (vit_jax.finetune_sweep; ViT paper App. B.1.1); None: no sweep.
   data.multi_label = False  # True: multi-hot labels + sigmoid cross-entropy (ImageNet-21k style).
   data.stream = 'auto'  # 'auto': the global, host-count-invariant stream wherever the split has random access (folders, ArrayRecord tfds), else per-host | 'global' (refuse otherwise) | 'per_host' (vit_jax/data/pipeline.py).
   data.shuffle_buffer = 10_000  # per-host stream only (the global stream permutes the whole split): examples held for shuffling (encoded bytes: decoded after shuffle); project choice (vision_transformer configs/common.py: 50_000).
@@ -72,6 +73,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.accum_steps = 1  # micro-batches per update (gradient accumulation).
   config.optimizer = 'sgd'  # 'adam' (decoupled wd on kernels) | 'sgd' (momentum) | 'adamw' (Swin).
   config.lr = 0.03  # peak learning rate; vision_transformer configs/common.py base_lr (fine-tuning).
+  config.lr_grid = ()  # learning rates vit_jax.finetune_sweep tries (recipes set the ViT paper's Table 4 grid); () = none named.
   config.weight_decay = 0.0  # decoupled weight decay (multiplied by lr as in optax); ViT paper Table 4 caption: "no weight decay".
   config.b1 = 0.9  # Adam beta1 / SGD momentum (ViT paper Sec. 4.1 Adam beta1 0.9; Appendix B.1.1 SGD momentum 0.9).
   config.b2 = 0.999  # Adam beta2 (ViT paper Sec. 4.1; Swin config.py BETAS).

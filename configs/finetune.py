@@ -22,6 +22,11 @@ gs://vit_models/imagenet21k/ViT-B_16.npz; /runs/...: our pretraining run directo
   python -m vit_jax.main --config=configs/finetune.py:model=ViT-B/16,dataset=/data/my_images,res=224 --workdir=DIR
   python -m vit_jax.main --config=configs/finetune.py:model=Swin-T,dataset=imagenet2012,res=384,init=/runs/swin_t_i1k --workdir=DIR
 
+The paper's protocol, a learning-rate sweep over LR_SWEEP[dataset] chosen on the held-out
+MINIVAL slice, then the chosen run on the test split (vit_jax/finetune_sweep.py; without
+init= the same command sweeps the from-scratch baseline):
+  python -m vit_jax.finetune_sweep --config=configs/finetune.py:model=ViT-B/16,dataset=cifar10,res=384,init=ViT-B_16.npz --workdir=DIR
+
 `init` is optional (without it the model trains from scratch); it may be a published
 `.npz`, Swin weights (e.g. init=swin_base_patch4_window7_224_22k.pth with model=Swin-B,
 the official ImageNet-22K checkpoint) or one of our run directories (the position
@@ -36,7 +41,8 @@ Time: the vision_transformer README measured ViT-B_16 (ImageNet-21k checkpoint) 
 Expected results, ViT-B/16 pretrained on ImageNet-21k, fine-tuned at 384 px (ViT paper
 Table 5, rows "ImageNet-21k", column ViT-B/16): CIFAR-10 98.95%, CIFAR-100 91.67%,
 ImageNet 83.97% (ReaL 88.35%), Oxford Flowers-102 99.38%, Oxford-IIIT Pets 94.43%; the
-paper picks the lr per dataset on the held-out development split from LR_SWEEP below.
+paper picks the lr per dataset on the held-out development split from LR_SWEEP below
+(the finetune_sweep command above; a plain vit_jax.main run uses the one `lr`).
 The vision_transformer README reproduces 99.02% (cifar10), 92.06% (cifar100) and 84.53%
 (imagenet2012) with [VC], whose splits SPLITS copies. Swin (README "Main Results",
 ImageNet-22K pretrained, 1K top-1): Swin-B 85.2% at 224, 86.4% at 384; Swin-L 86.3% at
@@ -64,6 +70,12 @@ SPLITS = {'cifar10': ('train[:98%]', 'test'), 'cifar100': ('train[:98%]', 'test'
           'imagenet2012': ('train[:99%]', 'validation'),
           'oxford_iiit_pet': ('train[:90%]', 'test'),
           'oxford_flowers102': ('train[:90%]', 'test')}
+# The held-out rest of each training split: the minival the lr sweep chooses on
+# (python -m vit_jax.finetune_sweep; Appendix B.1.1); [VC] DATASET_PRESETS name the same
+# 'train[98%:]' (CIFAR) and 'train[99%:]' (ImageNet) slices as their validation data.
+MINIVAL = {'cifar10': 'train[98%:]', 'cifar100': 'train[98%:]',
+           'imagenet2012': 'train[99%:]', 'oxford_iiit_pet': 'train[90%:]',
+           'oxford_flowers102': 'train[90%:]'}
 # Stochastic depth of the ImageNet-22K -> 1K fine-tuning yamls [SW] (DROP_PATH_RATE);
 # the 1K -> 1K 384 yaml (swin_base_patch4_window12_384_finetune.yaml) keeps 0.5 for B.
 SWIN_DROP_PATH = {'Swin-T': 0.1, 'Swin-S': 0.2, 'Swin-B': 0.2, 'Swin-L': 0.2}
@@ -82,6 +94,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.data.dataset = args.dataset
   train_split, eval_split = SPLITS.get(args.dataset, ('train', 'test'))  # else: project choice.
   config.data.train_split, config.data.eval_split = train_split, eval_split
+  config.data.minival_split = MINIVAL.get(args.dataset)  # else None: the sweep asks for one.
   config.data.train_crop = 'inception'  # [VC] vit_jax/data/pipeline.py: area 5-100% (common.py), flip.
   config.data.eval_resize = 'resize'  # [VC] vit_jax/data/pipeline.py evaluates on plain resizes.
   config.batch_size = args.batch  # 512: [T4] caption; [VC] batch.
@@ -109,6 +122,7 @@ def _vit_recipe(config, args) -> None:
   # The paper sweeps LR_SWEEP[dataset] instead ([T4]).
   default_lr = 0.01 if (args.model, args.dataset) == ('ViT-B/16', 'cifar10') else 0.03
   config.lr = args.lr or default_lr
+  config.lr_grid = LR_SWEEP.get(args.dataset, ())  # [T4] "Base LR"; else: pass --lrs.
   config.weight_decay = 0.0  # [T4] caption "no weight decay".
   config.grad_clip_norm = 1.0  # [T4] caption "grad clipping at global norm 1"; [VC] grad_norm_clip.
   # [VC] warmup_steps=500 (10k/20k-step runs); [VC] augreg.py uses 100 for 500-step runs.
@@ -125,6 +139,7 @@ def _swin_recipe(config, args) -> None:
       'stochastic_depth': SWIN_DROP_PATH.get(args.model, 0.2)})  # [SW] DROP_PATH_RATE; else project choice.
   if args.dataset == 'imagenet2012':
     config.data.train_split = 'train'  # [SW] trains on the whole train folder, evaluates on val.
+    config.data.minival_split = None  # nothing held out: a sweep needs a train_split slice.
     if not args.steps:  # [SW] EPOCHS: 30 over the 1,281,167 training images.
       config.total_steps = 30 * IMAGENET_TRAIN_IMAGES // args.batch
   config.optimizer = 'adamw'  # [SW] OPTIMIZER.NAME adamw, BETAS (0.9, 0.999) as common.py.

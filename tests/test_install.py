@@ -182,7 +182,7 @@ def test_an_unknown_recipe_lists_the_shipped_ones(value, tmp_path):
 
 def test_demo_starts_from_another_directory(tmp_path):
   # Imports its recipe and parses its flags, then stops at the bad step count: the
-  # 8-11 minute run itself is tests/test_demo.py's, shrunk.
+  # ~9-minute run itself is tests/test_demo.py's, shrunk.
   proc = python(['-m', 'vit_jax.demo', f'--workdir={tmp_path}/demo', '--pretrain_steps=0'],
                 cwd=tmp_path)
   assert proc.returncode == 1

@@ -16,7 +16,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / 'vit_jax'
 MAX_MODULE_LINES = 350
 MAX_FUNCTION_LINES = 60
 
-ENTRY_POINTS = ('main', 'demo', 'predict', 'analyze', 'benchmark')
+ENTRY_POINTS = ('main', 'demo', 'predict', 'analyze', 'benchmark', 'finetune_sweep')
 # area -> the areas it may import (besides itself). An area is a folder of vit_jax/ or a
 # top-level module; the layers run bottom (cost) to top (the entry points).
 ALLOWED = {
@@ -41,6 +41,7 @@ ALLOWED = {
     'train': {'build', 'checkpoints', 'cost', 'data', 'guards', 'report', 'resume',
               'sharding', 'steps'},
     'inference': {'checkpoints', 'cost', 'data', 'models', 'run_config'},
+    'sweep': {'checkpoints', 'data', 'resume', 'sharding', 'train'},
     'speed': {'build', 'configs', 'cost', 'models', 'optim', 'platform', 'run_config',
               'sharding', 'steps'},
 }

@@ -50,6 +50,14 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  start_process()
+  from vit_jax import train  # pylint: disable=import-outside-toplevel  (after start-up)
+  run_or_stop(train.train_and_evaluate, _CONFIG.value, _WORKDIR.value)
+
+
+def start_process() -> None:
+  """Everything before the first device use: malloc, log filters, CPU devices, joining
+  the run's processes (also vit_jax.finetune_sweep's start, which shares these flags)."""
   if _CPU_MALLOC.value:
     from vit_jax.platform import host_malloc  # pylint: disable=import-outside-toplevel
     host_malloc.reexec()  # returns only once the settings are in place.
@@ -67,13 +75,17 @@ def main(argv) -> None:
     raise app.UsageError(str(e)) from None
   startup.start(decision)  # before any device use.
   import jax  # pylint: disable=import-outside-toplevel
-  from vit_jax import train  # pylint: disable=import-outside-toplevel
   logging.info('Process %d of %d, %d local / %d global devices.', jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count())
+
+
+def run_or_stop(job, *args):
+  """job(*args); a RunStopped fault (NaN loss, full disk, an incompatible or unreadable
+  checkpoint) is logged as one 'Stopped: ...' line, no traceback, and exits 1."""
   from vit_jax.checkpoints import errors  # pylint: disable=import-outside-toplevel
   epath.Path(_WORKDIR.value).mkdir(parents=True, exist_ok=True)  # local or gs://
   try:
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    return job(*args)
   except errors.RunStopped as error:  # the message is the whole story: no traceback.
     logging.error('Stopped: %s', error)
     sys.exit(1)

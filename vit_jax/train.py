@@ -62,7 +62,10 @@ def train_loop(run: build.Run, start: build.Start, meter: accounting.CostMeter
       return start.state, last_eval, False
     batches = global_batches.train_iterator(config, run.setup.batch_sharding,
                                             start_step=start.step)
-    return _steps(run, start, meter, batches, preemption, last_eval)
+    try:
+      return _steps(run, start, meter, batches, preemption, last_eval)
+    finally:
+      global_batches.close_in_background(batches)
 
 
 def _steps(run: build.Run, start: build.Start, meter: accounting.CostMeter,
