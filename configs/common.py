@@ -73,7 +73,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.accum_steps = 1  # micro-batches per update (gradient accumulation).
   config.optimizer = 'sgd'  # 'adam' (decoupled wd on kernels) | 'sgd' (momentum) | 'adamw' (Swin).
   config.lr = 0.03  # peak learning rate; vision_transformer configs/common.py base_lr (fine-tuning).
-  config.lr_grid = ()  # learning rates vit_jax.finetune_sweep tries (recipes set the ViT paper's Table 4 grid); () = none named.
+  config.lr_grid = []  # learning rates vit_jax.finetune_sweep tries (recipes set the ViT paper's Table 4 grid); [] = none named; a list, as config.json stores it.
   config.weight_decay = 0.0  # decoupled weight decay (multiplied by lr as in optax); ViT paper Table 4 caption: "no weight decay".
   config.b1 = 0.9  # Adam beta1 / SGD momentum (ViT paper Sec. 4.1 Adam beta1 0.9; Appendix B.1.1 SGD momentum 0.9).
   config.b2 = 0.999  # Adam beta2 (ViT paper Sec. 4.1; Swin config.py BETAS).

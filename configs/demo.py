@@ -119,6 +119,6 @@ def _downstream(config: ml_collections.ConfigDict, init) -> None:
   config.data.train_split = 'train[:90%]'
   config.data.minival_split = 'train[90%:]'
   config.batch_size = DOWNSTREAM_BATCH
-  config.lr_grid = LR_GRID  # python -m vit_jax.demo sweeps it for both phases.
+  config.lr_grid = list(LR_GRID)  # python -m vit_jax.demo sweeps it for both phases.
   config.lr = FINETUNE_LR if init else SCRATCH_LR  # a single run's rate.
   config.total_steps = DOWNSTREAM_STEPS

@@ -122,7 +122,7 @@ def _vit_recipe(config, args) -> None:
   # The paper sweeps LR_SWEEP[dataset] instead ([T4]).
   default_lr = 0.01 if (args.model, args.dataset) == ('ViT-B/16', 'cifar10') else 0.03
   config.lr = args.lr or default_lr
-  config.lr_grid = LR_SWEEP.get(args.dataset, ())  # [T4] "Base LR"; else: pass --lrs.
+  config.lr_grid = list(LR_SWEEP.get(args.dataset, ()))  # [T4] "Base LR"; else: pass --lrs.
   config.weight_decay = 0.0  # [T4] caption "no weight decay".
   config.grad_clip_norm = 1.0  # [T4] caption "grad clipping at global norm 1"; [VC] grad_norm_clip.
   # [VC] warmup_steps=500 (10k/20k-step runs); [VC] augreg.py uses 100 for 500-step runs.

@@ -110,5 +110,5 @@ def test_demo_config_recipe():
   assert fine.init == '/tmp/pre'
   # The downstream phases sweep the same grid, on 10% of the training images held out.
   scratch = demo_config.get_config('phase=scratch')
-  assert fine.lr_grid == scratch.lr_grid == demo_config.LR_GRID
+  assert tuple(fine.lr_grid) == tuple(scratch.lr_grid) == demo_config.LR_GRID
   assert (fine.data.train_split, fine.data.minival_split) == ('train[:90%]', 'train[90%:]')

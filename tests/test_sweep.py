@@ -92,7 +92,7 @@ def test_the_paper_recipes_hold_out_the_papers_fractions():
     held[dataset] = minival.check(config.data.train_split, config.data.minival_split,
                                   config.data.eval_split,
                                   {'train': size, 'test': 1, 'validation': 1}).minival_examples
-    assert config.lr_grid == finetune_config.LR_SWEEP[dataset]
+    assert tuple(config.lr_grid) == finetune_config.LR_SWEEP[dataset]
   assert held == {'cifar10': 1_000, 'imagenet2012': 12_812, 'oxford_iiit_pet': 368}
 
 
