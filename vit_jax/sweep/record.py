@@ -31,11 +31,15 @@ IGNORED = ('lr', 'lr_grid', 'data.eval_split', 'data.data_dir', 'data.manual_dir
            'init_image_size')
 
 
+def without(flat: dict[str, Any], fields) -> dict[str, Any]:
+  """`flat` minus `fields` and everything under them ('debug' drops 'debug.x')."""
+  return {k: v for k, v in flat.items()
+          if not any(k == f or k.startswith(f + '.') for f in fields)}
+
+
 def recipe(config_json: dict) -> dict[str, Any]:
   """The flattened config minus IGNORED: equal for every run of one sweep."""
-  flat = compat.flatten(config_json)
-  return {k: v for k, v in flat.items()
-          if not any(k == f or k.startswith(f + '.') for f in IGNORED)}
+  return without(compat.flatten(config_json), IGNORED)
 
 
 def differences(old: dict, new: dict, limit: int = 6) -> str:
@@ -75,10 +79,7 @@ def check_run(run_dir: str, expected: dict) -> None:
     return
   stored = compat.flatten(json.loads(path.read_text()))
   keep = [f for f in IGNORED if f not in ('lr', 'data.eval_split')]
-  def relevant(flat):
-    return {k: v for k, v in flat.items()
-            if not any(k == f or k.startswith(f + '.') for f in keep)}
-  old, new = relevant(stored), relevant(expected)
+  old, new = without(stored, keep), without(expected, keep)
   if old != new:
     raise SweepError(
         f'{run_dir} holds a run of another recipe ({differences(old, new)}); it is '
