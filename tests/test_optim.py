@@ -42,6 +42,20 @@ SWIN_LIKE = {
 }
 
 
+def test_adamw_mask_skips_the_swin_v2_bias_mlp_and_logit_scale():
+  """Official V2 no_weight_decay_keywords: cpb_mlp, logit_scale (q/v biases are 1-D)."""
+  from vit_jax.models import registry  # pylint: disable=g-import-not-at-top
+  from vit_jax.cost import flops  # pylint: disable=g-import-not-at-top
+  import vit_jax.models  # noqa: F401 (registers the families)  pylint: disable=g-import-not-at-top
+  params = flops.abstract_params(registry.create('SwinV2-testing', num_classes=5))
+  decayed = _decayed_names(optim.weight_decay_mask(params, 'adamw'))
+  block = "['layers_0']['blocks_0']"
+  assert f"{block}['attn']['qkv']['kernel']" in decayed
+  assert f"{block}['mlp']['fc1']['kernel']" in decayed
+  assert not [n for n in decayed if 'cpb_mlp' in n or 'logit_scale' in n or '_bias' in n]
+  assert len(decayed) == 1 + 4 * 4 + 1 + 1  # patch conv, 4 per block, merge, head.
+
+
 def _decayed_names(mask):
   flat = jax.tree_util.tree_leaves_with_path(mask)
   return sorted(jax.tree_util.keystr(p) for p, v in flat if v)

@@ -29,10 +29,18 @@ PINNED = {
     'Swin-S': 49_606_258,
     'Swin-B': 87_768_224,
     'Swin-L': 196_532_476,
+    # Swin V2 (timm 1.0.31: swinv2_{tiny,small,base}_window8_256, 256 px / window 8;
+    # SwinV2-L: 192 px / window 12, the ImageNet-22K pretraining size; a V2 count does
+    # not depend on the window, = swinv2_large_window12to24_192to384).
+    'SwinV2-T': 28_347_154,
+    'SwinV2-S': 49_728_418,
+    'SwinV2-B': 87_918_816,
+    'SwinV2-L': 196_739_932,
     # Tiny test variants (our own; pinned so a change to them is deliberate).
     'testing': 53_832,
     'R+ViT-testing': 178_280,
     'Swin-testing': 68_318,
+    'SwinV2-testing': 77_086,
 }
 
 

@@ -66,7 +66,7 @@ SIZE_FIELDS = frozenset({
     'model_overrides.representation_size'})
 SIZE_OVERRIDES = frozenset({'window_size', 'patch_size', 'hidden_size', 'num_layers',
                             'num_heads', 'mlp_dim', 'embed_dim', 'depths', 'image_size',
-                            'resnet'})
+                            'resnet', 'pretrained_window_sizes'})
 SIZE_FIELDS |= {f'model_overrides.{k}' for k in SIZE_OVERRIDES}
 
 
@@ -122,6 +122,18 @@ def folders(tmp_path_factory) -> dict[str, str]:
 
 
 @pytest.fixture(scope='module')
+def published_swinv2(tmp_path_factory) -> str:
+  """The tiny Swin V2 as timm's .safetensors (the official .pth needs torch to read;
+  both go through the same state-dict converter)."""
+  from tests import test_swin_v2  # pylint: disable=g-import-not-at-top
+  from safetensors import numpy as safetensors_numpy  # pylint: disable=g-import-not-at-top
+  path = str(tmp_path_factory.mktemp('published') / 'swinv2-testing.safetensors')
+  official = test_swin_v2.official_state_dict(16, (2, 2), (1, 2))
+  safetensors_numpy.save_file(test_swin_v2.timm_state_dict(official), path)
+  return path
+
+
+@pytest.fixture(scope='module')
 def published_npz(tmp_path_factory) -> str:
   """A published-format .npz of the tiny ViT (i21k style: pre_logits, 16 px, cls)."""
   model = models.create('testing', num_classes=21, representation_size=TINY_HIDDEN_SIZE,
@@ -153,13 +165,15 @@ def _takes_arg(module) -> bool:
 # Size overrides only.
 # ----------------------------------------------------------------------------------------
 def tiny_model(name: str) -> str:
+  if name.startswith('SwinV2'):
+    return 'SwinV2-testing'
   if name.startswith('Swin'):
     return 'Swin-testing'
   return 'R+ViT-testing' if '+ViT' in name else 'testing'
 
 
 def tiny_image_size(model: str, image_size) -> int:
-  if model == 'Swin-testing':
+  if model in ('Swin-testing', 'SwinV2-testing'):
     return 32  # 8x8 patches: 2x2 shifted 4x4 windows, merged to one 4x4 window.
   side = max(run_config.parse_size(image_size))
   if side <= 32:
@@ -217,7 +231,7 @@ def mocked(dataset: str):
 
 
 @pytest.fixture(scope='module')
-def run_case(tmp_path_factory, folders, published_npz, demo_data_dir,
+def run_case(tmp_path_factory, folders, published_npz, published_swinv2, demo_data_dir,
              imagenet2012_data_dir):
   """run_case(case) -> Result; each case trains once per module."""
   results = {}
@@ -229,7 +243,9 @@ def run_case(tmp_path_factory, folders, published_npz, demo_data_dir,
 
   def run(case: Case) -> Result:
     if case not in results:
-      replacements = dict(folders, **{'ViT-B_16.npz': published_npz})
+      replacements = dict(folders, **{
+          'ViT-B_16.npz': published_npz,
+          'swinv2_large_patch4_window12_192_22k.pth': published_swinv2})
       for placeholder, source in RUNS.items():
         if f'={placeholder}' in case.arg:
           replacements[placeholder] = run(source).workdir

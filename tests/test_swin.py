@@ -316,9 +316,9 @@ def test_converted_tree_matches_model_tree(tmp_path):
 
 def test_unrecognised_keys_are_listed():
   sd = _official_state_dict()
-  sd['layers.0.blocks.0.attn.q_bias'] = np.zeros(16, np.float32)
+  sd['layers.0.blocks.0.attn.gamma'] = np.zeros(16, np.float32)
   sd['cls_token'] = np.zeros((1, 1, 16), np.float32)
-  with pytest.raises(ValueError, match=r"2 state-dict key.*'cls_token'.*q_bias"):
+  with pytest.raises(ValueError, match=r"2 state-dict key.*'cls_token'.*attn\.gamma"):
     swin_weights.convert_state_dict(sd)
 
 

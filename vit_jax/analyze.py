@@ -19,8 +19,10 @@ Each writes a PNG and the numbers behind it (`.npz`, patch-drop `.json`) to --ou
 preprocessing from the config stored with its newest checkpoint: --model may be left
 out) or a published file (--model required; resolution from its position-embedding grid, or
 --source_image_size). `--image_size` runs at another resolution (position embeddings
-resampled). patch-drop reads the run's eval split by default (for published files
-give --dataset) with the checkpoint's eval preprocessing (vit_jax/inference.py).
+resampled); `--patch_size` at another patch size (ViT / hybrids: the patch embedding
+resized by FlexiViT's pseudo-inverse resize, vit_jax/models/vit_patch_resize.py).
+patch-drop reads the run's eval split by default (for published files give --dataset)
+with the checkpoint's eval preprocessing (vit_jax/inference.py).
 """
 from __future__ import annotations
 
@@ -58,6 +60,9 @@ flags.DEFINE_string('image_size', None, "model resolution, e.g. 224 or 384x256 (
                     "the checkpoint's)", **_DEFINE)
 flags.DEFINE_string('source_image_size', None, 'resolution a published file was trained '
                     'at (default: from its position-embedding grid)', **_DEFINE)
+flags.DEFINE_integer('patch_size', None, 'run at this patch size (ViT / hybrids): the '
+                     "checkpoint's patch embedding resized by FlexiViT's pseudo-inverse "
+                     'resize (default: its own)', lower_bound=1, **_DEFINE)
 flags.DEFINE_list('layers', '0,2,4,9', '0-based layers shown as raw class-token maps',
                   **_DEFINE)
 flags.DEFINE_integer('components', 28, 'filter principal components to draw', **_DEFINE)
@@ -88,7 +93,8 @@ def load_classifier() -> inference.Classifier:
   """Model, params (head included) and eval preprocessing from the flags."""
   classifier = inference.load(FLAGS.checkpoint, model_name=FLAGS.model,
                               image_size=FLAGS.image_size,
-                              source_image_size=FLAGS.source_image_size)
+                              source_image_size=FLAGS.source_image_size,
+                              patch_size=FLAGS.patch_size)
   if FLAGS.num_classes and FLAGS.num_classes != classifier.model.num_classes:
     raise app.UsageError(f'--num_classes {FLAGS.num_classes} but the checkpoint head '
                          f'has {classifier.model.num_classes} classes; leave it at 0')

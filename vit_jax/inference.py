@@ -20,7 +20,10 @@ with them:
 
 Asking for another image size than the checkpoint's resamples the position embedding
 (ViT) or, when the window changes, the bias tables (Swin), as for fine-tuning: both
-go through checkpoints.fit.fit_params.
+go through checkpoints.fit.fit_params. Asking for another patch size (ViT and hybrids
+only) creates the model with it and resizes the checkpoint's patch embedding
+(FlexiViT's pseudo-inverse resize by default, models/vit_patch_resize.py); the
+position embedding follows the new token grid.
 """
 from __future__ import annotations
 
@@ -59,36 +62,81 @@ class Classifier:
     return self.model.image_size
 
 
+@dataclasses.dataclass(frozen=True)
+class PatchResize:
+  """Run at another patch size than the checkpoint's: size None keeps its own."""
+  size: int | None = None
+  method: str = 'pi'  # vit_patch_resize.METHODS: 'pi' (FlexiViT) or 'bilinear'.
+
+  def fields(self, probe, model_name: str) -> dict:
+    """{} or {'patch_size': (p, p)} for a model like `probe`; refused (ValueError
+    naming the fix) for a family that cannot resize its patch embedding."""
+    if not self.size:
+      return {}
+    if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 1:
+      raise ValueError(f'--patch_size {self.size!r} is not a positive int; give e.g. 8')
+    hooks = registry.family(probe)
+    try:
+      hooks.check_analysis('patch-resize', probe)
+    except ValueError as e:
+      raise ValueError(
+          f'--patch_size {self.size}: resizing the patch embedding (FlexiViT '
+          f'pseudo-inverse resize) is implemented for ViT and hybrids, and {model_name} '
+          f'is a {hooks.name} model ({e}); leave --patch_size out') from None
+    return {'patch_size': (self.size, self.size)}
+
+
 def load(path: str, *, model_name: str | None = None, image_size=None,
-         source_image_size=None) -> Classifier:
+         source_image_size=None, patch_size: int | None = None,
+         patch_resize_method: str = 'pi') -> Classifier:
   """The classifier stored at `path` (run directory or published file).
 
   model_name: registered name; defaults to the run's config, required for files.
   image_size: int, 'HxW' or (H, W) to run at; defaults to the checkpoint's resolution.
   source_image_size: resolution a published file was trained at; wins over the one
     read from its position-embedding grid (needed for non-square grids).
+  patch_size: int p to run at p x p patches (ViT / hybrid; None: the checkpoint's);
+    patch_resize_method: 'pi' (FlexiViT §3.4) or 'bilinear' (vit_patch_resize.py).
   """
   if not epath.Path(path).exists():  # epath: local or gs://
     raise FileNotFoundError(f'checkpoint {path!r} does not exist; give one of our run '
                             'directories or a published .npz / Swin weights file')
+  patch = PatchResize(patch_size, patch_resize_method)
   if epath.Path(path).is_dir():
-    return _load_run(path, model_name, image_size)
-  return _load_file(path, model_name, image_size, source_image_size)
+    return _load_run(path, model_name, image_size, patch)
+  return _load_file(path, model_name, image_size, source_image_size, patch)
 
 
-def _load_run(workdir: str, model_name, image_size) -> Classifier:
+def _load_run(workdir: str, model_name, image_size, patch: PatchResize) -> Classifier:
   config = read_run_config(workdir)
   if model_name and model_name != config['model']:
     raise ValueError(f'--model {model_name} but the run trained {config["model"]}; '
                      'leave --model out for run directories')
   item = 'ema_params' if config.get('ema_decay') else 'params'
   flat = published.flatten(training.read_arrays(workdir, item=item))
-  model = run_config.create_model(config, _head_size(flat, workdir),
-                                  image_size_override=image_size)
+  num_classes = _head_size(flat, workdir)
+  model = run_config.create_model(config, num_classes, image_size_override=image_size)
+  if patch.fields(model, config['model']):
+    model = _at_patch(patch, lambda: run_config.create_model(
+        config, num_classes, image_size_override=image_size,
+        patch_size_override=patch.size))
   params, notes = fit.fit_params(flat, model,
-                                 source_image_size=run_config.image_size(config))
+                                 source_image_size=run_config.image_size(config),
+                                 patch_size=patch.size,
+                                 patch_resize_method=patch.method)
   return Classifier(model, params, run_config.eval_preprocessing(config, image_size),
                     config, (f'{item} of the latest checkpoint in {workdir}', *notes))
+
+
+def _at_patch(patch: PatchResize, create):
+  """create() of a model at --patch_size, its size errors saying which flag to change."""
+  if not patch.size:
+    return create()
+  try:
+    return create()
+  except ValueError as e:
+    raise ValueError(f'--patch_size {patch.size}: {e} (--image_size), or give a '
+                     '--patch_size whose token stride divides the image size') from None
 
 
 def read_run_config(workdir: str) -> dict:
@@ -106,7 +154,8 @@ def read_run_config(workdir: str) -> dict:
   return json.loads(path.read_text())
 
 
-def _load_file(path: str, model_name, image_size, source_image_size) -> Classifier:
+def _load_file(path: str, model_name, image_size, source_image_size,
+               patch: PatchResize) -> Classifier:
   if not model_name:
     raise ValueError(f'--model is required for the published file {path!r} (e.g. '
                      f'ViT-B/16); valid names: {", ".join(models.names())}')
@@ -117,10 +166,14 @@ def _load_file(path: str, model_name, image_size, source_image_size) -> Classifi
   # At the size asked for: a non-square file made for exactly that grid is known.
   probe = models.create(model_name, num_classes=num_classes, **fields,
                         **({'image_size': run_size} if run_size else {}))
+  patch_fields = patch.fields(probe, model_name)
   source, how = _trained_size(flat, probe, run_config.optional_size(source_image_size))
-  model = models.create(model_name, num_classes=num_classes,
-                        image_size=run_size or source, **fields)
-  params, fit_notes = fit.fit_params(flat, model, source_image_size=source)
+  model = _at_patch(patch, lambda: models.create(
+      model_name, num_classes=num_classes, image_size=run_size or source, **fields,
+      **patch_fields))
+  params, fit_notes = fit.fit_params(flat, model, source_image_size=source,
+                                     patch_size=patch.size,
+                                     patch_resize_method=patch.method)
   notes = (f'checkpoint resolution {source[0]}x{source[1]} ({how})', *fit_notes)
   return Classifier(model, params, run_config.published_preprocessing(model.image_size),
                     None, notes)

@@ -28,10 +28,13 @@ import optax
 
 OPTIMIZERS = ('adam', 'sgd', 'adamw')
 DECAY_TYPES = ('cosine', 'linear', 'constant')
-# Swin (and DeiT) exclude these from weight decay by name, besides every 1-D leaf.
+# Swin (and DeiT) exclude these from weight decay by name, besides every 1-D leaf;
+# Swin V2 also its logit scale (heads, 1, 1) and every leaf of the continuous-bias MLP
+# (official swin_transformer_v2.py no_weight_decay_keywords: cpb_mlp, logit_scale).
 ADAMW_NO_DECAY_NAMES = frozenset({
     'bias', 'scale', 'pos_embedding', 'absolute_pos_embed',
-    'relative_position_bias_table', 'cls'})
+    'relative_position_bias_table', 'cls', 'logit_scale'})
+ADAMW_NO_DECAY_MODULES = frozenset({'cpb_mlp_0', 'cpb_mlp_2'})
 
 
 def check_config(config) -> None:
@@ -112,7 +115,9 @@ def weight_decay_mask(params: Any, optimizer: str) -> Any:
   def decays(path, leaf):
     name = _leaf_name(path)
     if optimizer == 'adamw':
-      return leaf.ndim > 1 and name not in ADAMW_NO_DECAY_NAMES
+      modules = {str(getattr(k, 'key', k)) for k in path[:-1]}
+      return (leaf.ndim > 1 and name not in ADAMW_NO_DECAY_NAMES
+              and not modules & ADAMW_NO_DECAY_MODULES)
     return name == 'kernel'  # ViT pretraining: kernels only (not biases, norms, embeddings).
 
   return jax.tree_util.tree_map_with_path(decays, params)

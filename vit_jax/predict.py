@@ -14,6 +14,10 @@ prepared them:
                  position-embedding grid (or --source_image_size, which wins; needed
                  for a non-square grid); the ViT fine-tuning convention: resize to
                  the resolution (aspect not kept), no crop.
+--patch_size P (ViT / hybrids) runs the checkpoint at P x P patches: the model is
+created with them, its patch embedding resized by FlexiViT's pseudo-inverse resize
+(Beyer et al. 2023, §3.4; vit_jax/models/vit_patch_resize.py) and its position
+embedding resampled to the new token grid; the images keep their resolution.
 Probabilities are a softmax over the classes (a sigmoid per class for runs trained
 with loss='sigmoid_xent'). Images run in batches of --batch_size on the default JAX
 device (accelerator if present, else CPU). A file that is missing or not an image gets
@@ -47,6 +51,10 @@ flags.DEFINE_string('image_size', None, 'resolution to run at, e.g. 384 or 384x2
 flags.DEFINE_string('source_image_size', None, 'resolution a published file was trained '
                     'at, e.g. 384x256 (default: from its position-embedding grid)',
                     flag_values=FLAGS)
+flags.DEFINE_integer('patch_size', None, 'run at this patch size (ViT / hybrids): the '
+                     "checkpoint's patch embedding resized by FlexiViT's pseudo-inverse "
+                     'resize, position embeddings to the new grid (default: its own)',
+                     lower_bound=1, flag_values=FLAGS)
 flags.DEFINE_integer('batch_size', 32, 'images per forward pass', lower_bound=1,
                      flag_values=FLAGS)
 flags.DEFINE_integer('top', 5, 'classes shown per image', lower_bound=1,
@@ -70,7 +78,8 @@ def main(argv: list[str]) -> int:
     from vit_jax import inference  # pylint: disable=import-outside-toplevel
     classifier = inference.load(FLAGS.checkpoint, model_name=FLAGS.model,
                                 image_size=FLAGS.image_size,
-                                source_image_size=FLAGS.source_image_size)
+                                source_image_size=FLAGS.source_image_size,
+                                patch_size=FLAGS.patch_size)
     names = label_names(FLAGS.labels, classifier, FLAGS.data_dir)
   except (ValueError, OSError) as e:  # UsageError, bad checkpoint, missing file.
     print(f'error: {e}', file=sys.stderr)

@@ -75,28 +75,34 @@ def check_preprocessing(data: Mapping[str, Any]) -> None:
 
 
 def model_fields(config: Mapping[str, Any], *, mesh: jax.sharding.Mesh | None = None,
-                 image_size_override=None) -> dict[str, Any]:
+                 image_size_override=None, patch_size_override=None) -> dict[str, Any]:
   """The keyword fields `models.create` gets for this config.
 
   mesh: the one the model will run on, if known. image_size_override: run at another
   resolution than the config's (predict / analyze at a new size).
+  patch_size_override: int, run at another patch size (predict / analyze --patch_size;
+  the checkpoint's patch embedding is resized by checkpoints.fit.fit_params).
   """
   overrides = dict(config.get('model_overrides') or {})
   if mesh is not None and cpu_devices.step_compiler_options(mesh):
     # One XLA thread per CPU device: no idle core for attention chunks to fill
     # (models/attention_chunks.py measured them at 0.75-0.88x there).
     overrides.setdefault('attention_chunks', 1)
+  if patch_size_override:
+    overrides['patch_size'] = (int(patch_size_override), int(patch_size_override))
   size = optional_size(image_size_override) or image_size(config)
   return dict(image_size=size, param_dtype=jnp.dtype(config['param_dtype']),
               **model_dtypes(config['dtype']), **overrides)
 
 
 def create_model(config: Mapping[str, Any], num_classes: int, *,
-                 mesh: jax.sharding.Mesh | None = None, image_size_override=None):
+                 mesh: jax.sharding.Mesh | None = None, image_size_override=None,
+                 patch_size_override=None):
   """The configured model (a training ConfigDict or a run's config.json)."""
   return models.create(config['model'], num_classes=num_classes,
                        **model_fields(config, mesh=mesh,
-                                      image_size_override=image_size_override))
+                                      image_size_override=image_size_override,
+                                      patch_size_override=patch_size_override))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,7 +26,8 @@ _PRE_LOGITS_PREFIX = 'pre_logits/'
 
 def fit_params(flat: Mapping[str, Any], model, *,
                flat_template: Mapping[str, Any] | None = None, source_image_size=None,
-               method: str = 'bilinear') -> tuple[dict, list[str]]:
+               method: str = 'bilinear', patch_size=None,
+               patch_resize_method: str = 'pi') -> tuple[dict, list[str]]:
   """Checkpoint params (flat 'a/b' keys) as `model`'s nested params, and report lines.
 
   flat_template: `model`'s params, flat (arrays or ShapeDtypeStructs: target shapes and
@@ -34,16 +35,37 @@ def fit_params(flat: Mapping[str, Any], model, *,
   source_image_size: int or (H, W) the checkpoint was trained at, or None: the family
     reads it from the params where it matters (ViT: the position-embedding grid).
   method: the ViT position-embedding resampling (vit_posemb.resample_posemb).
+  patch_size: None (the model's own) or int / (p, p): the patch the caller expects the
+    model to have; checked against it (create the model with that patch size).
+  patch_resize_method: how the family resizes a checkpoint patch embedding whose patch
+    differs from the model's (ViT: 'pi', FlexiViT's pseudo-inverse, or 'bilinear';
+    vit_patch_resize.py). Passed to the family hook as a keyword.
   Raises CheckpointMismatchError naming every key that still does not fit.
   """
+  check_patch_size(model, patch_size)
   if flat_template is None:
     flat_template = published.flatten(flops.abstract_params(model))
   flat, notes = registry.family(model).adapt_checkpoint(
-      dict(flat), flat_template, model, source_image_size, method)
+      dict(flat), flat_template, model, source_image_size, method,
+      patch_resize_method=patch_resize_method)
   published.match_flat(flat, flat_template)
   params = published.unflatten({k: jnp.asarray(v, dtype=flat_template[k].dtype)
                                 for k, v in flat.items()})
   return params, list(notes)
+
+
+def check_patch_size(model, patch_size) -> None:
+  """ValueError unless `patch_size` is None or the model's own patch size: the model
+  must be created with the patch it runs at (the checkpoint's is resized to it)."""
+  if patch_size is None:
+    return
+  want = registry.as_pair(patch_size, 'patch_size')
+  have = registry.as_pair(model.patch_size, 'model patch_size')
+  if want != have:
+    raise ValueError(
+        f'patch_size {want} but the model was created with patch_size {have}; create '
+        f'the model with patch_size={want} (in a config: model_overrides.patch_size) '
+        'or leave patch_size out')
 
 
 def _read_any(path: str) -> tuple[dict, tuple[int, int] | None]:
@@ -75,7 +97,8 @@ def _take_head_and_pre_logits(flat: dict, flat_init: dict) -> tuple[dict, list[s
 
 
 def load_pretrained(path: str, *, model, init_params, source_image_size=None,
-                    posemb_method: str = 'bilinear', return_report: bool = False):
+                    posemb_method: str = 'bilinear', patch_size=None,
+                    patch_resize_method: str = 'pi', return_report: bool = False):
   """Fine-tuning initialisation from `path` for `model` (ViT paper protocol).
 
   path: one of our run directories (its latest checkpoint), a published Google ViT /
@@ -88,9 +111,13 @@ def load_pretrained(path: str, *, model, init_params, source_image_size=None,
     count of grid tokens, after the class token when the file has 'cls'), and a
     non-square count is refused naming this argument. Swin ignores it (the bias
     tables' shapes give the old window).
+  patch_size, patch_resize_method: as for `fit_params` (a ViT / hybrid checkpoint
+    whose patch differs from the model's is resized to it, FlexiViT's pseudo-inverse
+    resize by default; the position embedding follows the new token grid).
   Logs a report (loaded / re-initialised / resampled / dropped, per key) and raises
   CheckpointMismatchError listing every other key that does not fit.
   """
+  check_patch_size(model, patch_size)  # before reading a large file.
   params, recorded_size = _read_any(path)
   if source_image_size is None:
     source_image_size = recorded_size
@@ -98,7 +125,8 @@ def load_pretrained(path: str, *, model, init_params, source_image_size=None,
   flat, report = _take_head_and_pre_logits(published.flatten(params), flat_init)
   tree, fit_report = fit_params(flat, model, flat_template=flat_init,
                                 source_image_size=source_image_size,
-                                method=posemb_method)
+                                method=posemb_method, patch_size=patch_size,
+                                patch_resize_method=patch_resize_method)
   report += fit_report
   changed = {line.split()[1].rstrip(':') for line in report}
   report += [f'loaded {k} {tuple(flat_init[k].shape)}' for k in sorted(flat_init)

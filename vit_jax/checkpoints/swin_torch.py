@@ -1,11 +1,14 @@
-"""Published Swin state dicts (official repository or timm) -> our Flax param tree.
+"""Published Swin V1 and V2 state dicts (official repository or timm) -> our Flax tree.
 
 Two layouts exist and both are accepted:
   official: `layers.{i}.downsample.*` ends stage i (stages 0 .. n-2), `head.*`;
   timm (>= 0.9): `layers.{i}.downsample.*` starts stage i (stages 1 .. n-1), `head.fc.*`.
 Keys may also spell modules `layers_{i}` / `blocks_{j}` (timm feature wrappers) or carry
 a `module.` prefix (DistributedDataParallel). Buffers (`relative_position_index`,
-`attn_mask`) are recomputed from the config, so they are dropped.
+`attn_mask`; V2 also `relative_coords_table` and timm's all-zero `k_bias`) are
+recomputed from the config, so they are dropped. V2's `attn.cpb_mlp.{0,2}` are Dense
+layers (`attn/cpb_mlp_0`, `attn/cpb_mlp_2`); `attn.logit_scale` (heads, 1, 1),
+`attn.q_bias` and `attn.v_bias` (C,) are kept as they are.
 
 Torch layouts are transposed to Flax's: Linear (out, in) -> Dense kernel (in, out);
 Conv2d OIHW -> HWIO; LayerNorm `weight` -> `scale`.
@@ -19,7 +22,8 @@ from typing import Any
 import numpy as np
 from safetensors import numpy as safetensors_numpy
 
-_BUFFER_NAMES = ('relative_position_index', 'attn_mask')
+_BUFFER_NAMES = ('relative_position_index', 'attn_mask', 'relative_coords_table',
+                 'k_bias')
 _TORCH_SUFFIXES = ('.pth', '.pt', '.bin')
 
 # Module paths (after canonicalisation to dots) -> kind of their `weight` / `bias`.
@@ -27,14 +31,16 @@ _MODULES = (
     (re.compile(r'patch_embed\.proj'), 'conv'),
     (re.compile(r'patch_embed\.norm'), 'norm'),
     (re.compile(r'layers\.\d+\.blocks\.\d+\.norm[12]'), 'norm'),
-    (re.compile(r'layers\.\d+\.blocks\.\d+\.(attn\.qkv|attn\.proj|mlp\.fc[12])'),
-     'dense'),
+    (re.compile(r'layers\.\d+\.blocks\.\d+\.(attn\.qkv|attn\.proj|mlp\.fc[12]'
+                r'|attn\.cpb_mlp\.[02])'), 'dense'),
     (re.compile(r'layers\.\d+\.downsample\.norm'), 'norm'),
     (re.compile(r'layers\.\d+\.downsample\.reduction'), 'dense'),
     (re.compile(r'norm'), 'norm'),
     (re.compile(r'head'), 'dense'),
 )
-_TABLE = re.compile(r'layers\.\d+\.blocks\.\d+\.attn\.relative_position_bias_table')
+# Kept as stored: V1's bias table, V2's logit scale and q / v biases.
+_RAW = re.compile(r'layers\.\d+\.blocks\.\d+\.attn\.'
+                  r'(relative_position_bias_table|logit_scale|q_bias|v_bias)')
 _DOWNSAMPLE = re.compile(r'^layers\.(\d+)\.downsample\.')
 
 
@@ -106,7 +112,7 @@ def _flax_path(key: str, offset: int) -> tuple[list[str], str] | None:
     key = f'layers.{int(match.group(1)) + offset}.downsample.' + key[match.end():]
   if key == 'absolute_pos_embed':
     return ['absolute_pos_embed'], 'raw'
-  if _TABLE.fullmatch(key):
+  if _RAW.fullmatch(key):
     return _module_path(key), 'raw'
   module, _, leaf = key.rpartition('.')
   for pattern, kind in _MODULES:
@@ -116,8 +122,8 @@ def _flax_path(key: str, offset: int) -> tuple[list[str], str] | None:
 
 
 def _module_path(dotted: str) -> list[str]:
-  """'layers.0.blocks.1.attn.qkv' -> ['layers_0', 'blocks_1', 'attn', 'qkv']."""
-  return re.sub(r'(layers|blocks)\.(\d+)', r'\1_\2', dotted).split('.')
+  """'layers.0.blocks.1.attn.cpb_mlp.0' -> ['layers_0', 'blocks_1', 'attn', 'cpb_mlp_0']."""
+  return re.sub(r'(layers|blocks|cpb_mlp)\.(\d+)', r'\1_\2', dotted).split('.')
 
 
 def _leaf_name(kind: str, leaf: str) -> str:
@@ -161,7 +167,7 @@ def convert_state_dict(state_dict: dict[str, Any]) -> dict[str, Any]:
   if unknown:
     raise ValueError(
         f'{len(unknown)} state-dict key(s) are not Swin parameters: {unknown}. '
-        'Expected official or timm Swin (v1) names such as '
+        'Expected official or timm Swin V1 / V2 names such as '
         "'layers.0.blocks.0.attn.qkv.weight'; strip any wrapper prefix first")
   return params
 

@@ -1,7 +1,12 @@
-"""Prints the variant table: name, parameters (1000 classes), forward GMACs.
+"""Prints the variant table: name, parameters (1000 classes), forward GMACs, and the
+published GMACs where a paper or official README gives them (cost/published_macs.py).
 
   python -m vit_jax.models                # every registered variant at 224 px
   python -m vit_jax.models --res 384 ViT-B/16 ViT-L/16
+  python -m vit_jax.models --res 0 SwinV2-T   # each variant's own size (V2: 256 px)
+
+A variant that cannot run at --res (Swin V2's windows must divide every stage's map:
+224 px does not suit window 8) is shown at its own size.
 
 Counts use abstract shapes (`jax.eval_shape` / `jax.make_jaxpr`): no weights are
 allocated, so the whole table takes seconds on a laptop.
@@ -9,23 +14,38 @@ allocated, so the whole table takes seconds on a laptop.
 import argparse
 
 from vit_jax.cost import flops
+from vit_jax.cost import published_macs
 from vit_jax import models
 
 
-def variant_rows(names: list[str], res: int | None) -> list[tuple[str, str, int, float]]:
+def _create(name: str, res: int | None):
+  """The variant at `res` px where it runs there, else at its own size."""
+  # Tiny '*testing' variants are 32 px models: shown at their own size.
+  if res and not name.endswith('testing'):
+    try:
+      return models.create(name, num_classes=1000, image_size=res)
+    except ValueError:  # e.g. Swin V2 windows that do not divide the maps at `res`.
+      pass
+  return models.create(name, num_classes=1000)
+
+
+def variant_rows(names: list[str], res: int | None) -> list[tuple]:
+  """(name, 'HxW', params, GMACs, published GMACs or None) per variant."""
   rows = []
   for name in names:
-    # Tiny '*testing' variants are 32 px models: shown at their own size.
-    use_res = res and not name.endswith('testing')
-    model = models.create(name, num_classes=1000, **({'image_size': res} if use_res else {}))
+    model = _create(name, res)
     size = 'x'.join(map(str, model.image_size))
-    rows.append((name, size, flops.count_params(model), flops.forward_macs(model) / 1e9))
+    published = published_macs.published_gmacs(name, model.image_size,
+                                               getattr(model, 'window_size', None))
+    rows.append((name, size, flops.count_params(model), flops.forward_macs(model) / 1e9,
+                 published))
   return rows
 
 
 def format_table(rows) -> str:
-  lines = [f'{"name":<16} {"image":>9} {"params":>13} {"GMACs":>9}']
-  lines += [f'{n:<16} {r:>9} {p:>13,} {g:>9.2f}' for n, r, p, g in rows]
+  lines = [f'{"name":<16} {"image":>9} {"params":>13} {"GMACs":>9} {"published":>9}']
+  lines += [f'{n:<16} {r:>9} {p:>13,} {g:>9.2f} '
+            f'{"" if pub is None else f"{pub:.1f}":>9}' for n, r, p, g, pub in rows]
   return '\n'.join(lines)
 
 

@@ -52,7 +52,6 @@ def patch_keep_indices(patch_keep, batch: int, num_patches: int) -> jax.Array:
   return keep
 
 
-
 class PreNormBlock(nn.Module):
   """Base of both families' transformer blocks: their rates and compute settings
   (keyword-only, after each block's own fields) and the pre-LN residual stream."""
@@ -73,4 +72,16 @@ class PreNormBlock(nn.Module):
     drop_path = nn.Dropout(self.drop_path_rate, broadcast_dims=tuple(range(1, x.ndim)))
     for norm_name, branch in branches:
       x = x + drop_path(branch(norm(name=norm_name)(x)), deterministic=deterministic)
+    return x
+
+  def post_norm_residuals(self, x, branches, *, epsilon: float, deterministic: bool,
+                          norm_init=nn.initializers.zeros):
+    """x + DropPath(LN(f(x))) for each (LayerNorm name, f) of `branches`: the
+    res-post-norm of Swin V2 (Liu et al. 2022, Sec. 3.1). The norms' scale and bias
+    start at `norm_init` (V2: zeros, so every block starts as the identity)."""
+    norm = self.compute.layer_norm(epsilon)
+    drop_path = nn.Dropout(self.drop_path_rate, broadcast_dims=tuple(range(1, x.ndim)))
+    for norm_name, branch in branches:
+      y = norm(scale_init=norm_init, bias_init=norm_init, name=norm_name)(branch(x))
+      x = x + drop_path(y, deterministic=deterministic)
     return x

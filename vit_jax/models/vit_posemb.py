@@ -11,6 +11,7 @@ import numpy as np
 from scipy import ndimage as scipy_ndimage
 
 from vit_jax.models import registry
+from vit_jax.models import vit_patch_resize
 from vit_jax.models.vit import VisionTransformer
 
 POSEMB_KEY = 'Transformer/posembed_input/pos_embedding'
@@ -65,19 +66,22 @@ def source_grid(flat: dict, model: VisionTransformer,
   """(rows, cols) of the grid behind `flat[POSEMB_KEY]`, and how it is known.
 
   The embedding is (1, prefix + rows * cols, D), prefix 1 when the checkpoint has a
-  'cls' param (it must agree with the model's classifier). In order:
-    1. an explicit `source_image_size`: its grid at `model.stride` (it wins; checked
+  'cls' param (it must agree with the model's classifier). The stride is the
+  checkpoint's (`vit_patch_resize.checkpoint_stride`: its embedding kernel's patch x
+  the model's stem), which differs from `model.stride` when the patch is resized. In
+  order:
+    1. an explicit `source_image_size`: its grid at that stride (it wins; checked
        against the token count);
     2. a square count of grid tokens: side x side (every published ViT / hybrid);
-    3. the count of `model.grid` itself: that grid (a file made for this very model
-       shape, loaded unchanged, as before this rule);
+    3. the count of the model's image size at that stride: that grid (a file made for
+       this very model shape, loaded unchanged, as before this rule);
     4. anything else (a non-square image size): refused, naming the fix.
   A square count is read as a square grid: a file trained at e.g. 384x96 (24x6 = 12x12
   tokens at stride 16) needs the explicit size.
   """
   prefix = _checkpoint_prefix_tokens(flat, model)
   grid_tokens = np.shape(flat[POSEMB_KEY])[1] - prefix
-  stride = model.stride
+  stride = vit_patch_resize.checkpoint_stride(flat, model)
   if source_image_size is not None:
     grid = _explicit_grid(source_image_size, stride, grid_tokens)
     return grid, (f'source_image_size {grid[0] * stride}x{grid[1] * stride} given, '
@@ -85,21 +89,24 @@ def source_grid(flat: dict, model: VisionTransformer,
   side = _square_side(grid_tokens)
   if side is not None:
     return (side, side), f'{side}x{side} position-embedding grid x stride {stride}'
-  if grid_tokens == model.grid[0] * model.grid[1]:
-    return model.grid, (f"{grid_tokens} grid tokens: the model's own "
-                        f'{model.grid[0]}x{model.grid[1]} grid')
+  own = (model.image_size[0] // stride, model.image_size[1] // stride)
+  if grid_tokens == own[0] * own[1]:
+    return own, (f"{grid_tokens} grid tokens: the model's own {own[0]}x{own[1]} grid "
+                 f'at stride {stride}')
   raise _non_square_error(grid_tokens, prefix, stride)
 
 
 def trained_image_size(flat: dict, model: VisionTransformer, source_image_size=None
                        ) -> tuple[tuple[int, int] | None, str]:
-  """(H, W) a checkpoint was trained at, by `source_grid`: grid x `model.stride` (the
-  hybrids' stride includes the ResNet stem). None when the checkpoint has no learned
-  position embedding: then nothing in it depends on the resolution."""
+  """(H, W) a checkpoint was trained at, by `source_grid`: grid x the checkpoint's
+  stride (its patch x the stem: the hybrids' stride includes the ResNet stem). None
+  when the checkpoint has no learned position embedding: then nothing in it depends
+  on the resolution."""
   if POSEMB_KEY not in flat:
     return None, 'no learned position embedding in the checkpoint'
   grid, how = source_grid(flat, model, source_image_size)
-  return (grid[0] * model.stride, grid[1] * model.stride), how
+  stride = vit_patch_resize.checkpoint_stride(flat, model)
+  return (grid[0] * stride, grid[1] * stride), how
 
 
 def _checkpoint_prefix_tokens(flat: dict, model: VisionTransformer) -> int:
@@ -170,9 +177,11 @@ def adapt_pretrained(flat: dict, flat_init: dict, model: VisionTransformer,
                      method: str = 'bilinear') -> tuple[dict, list[str]]:
   """Resamples the position embedding from the checkpoint's grid to `model.grid`.
 
-  The checkpoint's grid is `source_grid`'s (explicit `source_image_size` // stride,
-  else read from the embedding; the stride is the same for pretraining and
-  fine-tuning: same patch size and stem). Returns new flat params and report lines.
+  The checkpoint's grid is `source_grid`'s (explicit `source_image_size` // the
+  checkpoint's stride, else read from the embedding). `flat` must still hold the
+  checkpoint's own `embedding/kernel`: its patch gives that stride, so the family hook
+  resamples the position embedding before the kernel. Returns new flat params and
+  report lines.
   """
   if POSEMB_KEY not in flat or POSEMB_KEY not in flat_init:
     return flat, []

@@ -6,11 +6,20 @@ from each table's shape, so nothing else about the source model is needed.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import numpy as np
 
 from vit_jax.models import registry
+from vit_jax.models.swin import windows
 from vit_jax.models.swin.model import SwinTransformer
+from vit_jax.models.swin.v2 import SwinTransformerV2
+
+# Leaf names only one Swin version has: a checkpoint of the other one is refused by
+# name before anything is matched (V1: the bias table; V2: the bias MLP and the scale).
+_V1_LEAVES = ('relative_position_bias_table',)
+_V2_LEAVES = ('cpb_mlp_0/kernel', 'logit_scale', 'q_bias')
 
 # Cubic-convolution coefficient of PyTorch's bicubic mode, used by the official Swin
 # fine-tuning (`F.interpolate(mode='bicubic', align_corners=False)`). We do not use
@@ -127,11 +136,55 @@ def adapt_pretrained(flat: dict, flat_init: dict, model: SwinTransformer,
 # ----------------------------------------------------------------------------------
 
 
+def check_version(flat: dict, model: SwinTransformer) -> None:
+  """Refuses a V1 checkpoint for a V2 model and the reverse, naming a key and the fix."""
+  is_v2 = isinstance(model, SwinTransformerV2)
+  foreign, mine, theirs = ((_V1_LEAVES, 'V2', 'V1') if is_v2 else
+                           (_V2_LEAVES, 'V1', 'V2'))
+  for key in sorted(flat):
+    if key.endswith(foreign):
+      other = 'Swin-T, Swin-S, ...' if is_v2 else 'SwinV2-T, SwinV2-S, ...'
+      raise ValueError(
+          f'the checkpoint has {key}, a Swin {theirs} parameter, but the model is Swin '
+          f'{mine} ({type(model).__name__}); create the model as the matching {theirs} '
+          f'variant (model={other}) or give a Swin {mine} checkpoint')
+
+
 def _adapt_checkpoint(flat: dict, flat_init: dict, model: SwinTransformer,
-                      source_image_size=None, method: str = 'bilinear'):
-  """The table shapes give the old window: the source size and method do not matter."""
-  del source_image_size, method
+                      source_image_size=None, method: str = 'bilinear', *,
+                      patch_resize_method: str = 'pi'):
+  """The table shapes give the old window: the source size and methods do not matter
+  (Swin's patch embedding is not resized: a patch-size change is refused by shape)."""
+  del source_image_size, method, patch_resize_method
+  check_version(flat, model)
   return adapt_pretrained(flat, flat_init, model)
+
+
+def rebuilt_buffers(model: SwinTransformerV2) -> list[str]:
+  """Report lines: the V2 buffers each stage rebuilds from the config (never loaded)."""
+  lines = []
+  h, w = model.grid
+  for stage, depth in enumerate(model.depths):
+    window, shift = windows.stage_window(h, w, model.window_size)
+    unit = model.pretrained_window_sizes[stage] or window
+    mask = (f', attn_mask ({h * w // window**2}, {window**2}, {window**2}) in the '
+            'shifted blocks') if shift and depth > 1 else ''
+    lines.append(
+        f'rebuilt layers_{stage}/blocks_*/attn buffers: relative_coords_table '
+        f'({(2 * window - 1)**2}, 2) in units of the pretrained window {unit} (offsets '
+        f'/ {max(unit - 1, 1)}), relative_position_index ({window**2}, {window**2})'
+        f'{mask}; window {window} on the {h}x{w} map')
+    h, w = h // 2, w // 2
+  return lines
+
+
+def _adapt_checkpoint_v2(flat: dict, flat_init: dict, model: SwinTransformerV2,
+                         source_image_size=None, method: str = 'bilinear', *,
+                         patch_resize_method: str = 'pi'):
+  """Nothing to resample: the bias MLP takes any window. Reports the rebuilt buffers."""
+  del flat_init, source_image_size, method, patch_resize_method
+  check_version(flat, model)
+  return dict(flat), rebuilt_buffers(model)
 
 
 def _trained_image_size(flat: dict, model: SwinTransformer, explicit=None):
@@ -163,4 +216,8 @@ HOOKS = registry.Family(
     patch_drop=_patch_drop,
     check_analysis=_check_analysis)
 
+HOOKS_V2 = dataclasses.replace(HOOKS, name='SwinV2',
+                               adapt_checkpoint=_adapt_checkpoint_v2)
+
 registry.register_family(SwinTransformer, HOOKS)
+registry.register_family(SwinTransformerV2, HOOKS_V2)

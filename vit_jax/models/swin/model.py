@@ -16,8 +16,9 @@ are not masked (only the shift mask applies), also as there.
 from __future__ import annotations
 
 import functools
-from typing import Optional
+from typing import Any, Mapping, Optional
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -27,10 +28,11 @@ from vit_jax.models import compute as compute_lib
 from vit_jax.models import layers
 from vit_jax.models import registry
 from vit_jax.models.compute import Compute, Dtype
+from vit_jax.models.swin import checks
 from vit_jax.models.swin import windows
 
-_LN_EPSILON = 1e-5  # PyTorch LayerNorm default, which the published weights used.
-_dense_init = nn.initializers.truncated_normal(stddev=0.02)  # as the official init.
+LN_EPSILON = 1e-5  # PyTorch LayerNorm default, which the published weights used.
+DENSE_INIT = nn.initializers.truncated_normal(stddev=0.02)  # as the official init.
 
 
 class WindowAttention(nn.Module):
@@ -50,18 +52,27 @@ class WindowAttention(nn.Module):
   @nn.compact
   def __call__(self, x, window: int, mask, *, train: bool):
     b, nw, n, c = x.shape
-    head_dim = c // self.num_heads
-    dense = self.compute.dense(kernel_init=_dense_init)
-    # The qkv output axis is ordered (3, heads, head_dim), as the official reshape.
-    qkv = dense(3 * c, name='qkv')(x).reshape(b, nw, n, 3, self.num_heads, head_dim)
-    q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
-    q = q * jnp.asarray(head_dim**-0.5, q.dtype)
+    q, k, v = self._queries_keys_values(x)
     attend = functools.partial(self._attend, bias=self._relative_bias(window),
                                mask=mask, train=train)
     # One sown map per block: not chunked while the weights are sown.
     y = self.compute.attend(attend, self.is_mutable_collection('intermediates'), q, k, v)
-    y = dense(c, name='proj')(y.reshape(b, nw, n, c))
+    y = self.compute.dense(kernel_init=DENSE_INIT)(c, name='proj')(
+        y.reshape(b, nw, n, c))
     return nn.Dropout(self.dropout_rate)(y, deterministic=not train)
+
+  def _split_heads(self, qkv):
+    """(b, windows, N, 3C) -> q, k, v (b, windows, N, heads, head_dim); the output
+    axis is ordered (3, heads, head_dim), as the official reshape."""
+    b, nw, n, c3 = qkv.shape
+    qkv = qkv.reshape(b, nw, n, 3, self.num_heads, c3 // (3 * self.num_heads))
+    return qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
+
+  def _queries_keys_values(self, x):
+    """q scaled by head_dim^-0.5, so the logits are q . k (the paper's Eq. 4)."""
+    qkv = self.compute.dense(kernel_init=DENSE_INIT)(3 * x.shape[-1], name='qkv')(x)
+    q, k, v = self._split_heads(qkv)
+    return q * jnp.asarray(q.shape[-1]**-0.5, q.dtype), k, v
 
   def _attend(self, q, k, v, *, bias, mask, train: bool):
     """q, k, v (b, windows, N, heads, head_dim) -> (b, windows, N, heads, head_dim)."""
@@ -78,7 +89,7 @@ class WindowAttention(nn.Module):
   def _relative_bias(self, window: int) -> jax.Array:
     """(heads, N, N) float32 bias gathered from the learned table."""
     side = 2 * self.table_window - 1
-    table = self.param('relative_position_bias_table', _dense_init,
+    table = self.param('relative_position_bias_table', DENSE_INIT,
                        (side * side, self.num_heads), self.compute.param_dtype)
     index = windows.relative_position_index(window, self.table_window)  # (N, N) static.
     return jnp.transpose(table[index], (2, 0, 1)).astype(jnp.float32)
@@ -96,11 +107,15 @@ class SwinBlock(layers.PreNormBlock):
   def __call__(self, x, train: bool):
     # Dense(hidden) -> exact GELU -> dropout -> Dense(C) -> dropout.
     mlp = layers.Mlp(int(x.shape[-1] * self.mlp_ratio), self.dropout_rate,
-                     kernel_init=_dense_init, compute=self.compute, name='mlp')
+                     kernel_init=DENSE_INIT, compute=self.compute, name='mlp')
     return self.residuals(
         x, [('norm1', functools.partial(self._windowed_attention, train=train)),
             ('norm2', functools.partial(mlp, deterministic=not train))],
-        epsilon=_LN_EPSILON, deterministic=not train)
+        epsilon=LN_EPSILON, deterministic=not train)
+
+  def _attention(self) -> nn.Module:
+    return WindowAttention(self.num_heads, self.window_size, self.attention_dropout_rate,
+                           self.dropout_rate, self.compute, name='attn')
 
   def _windowed_attention(self, x, train: bool):
     _, height, width, _ = x.shape
@@ -111,10 +126,8 @@ class SwinBlock(layers.PreNormBlock):
     mask = windows.shift_attention_mask(hp, wp, window, shift) if shift else None
     if shift:
       x = jnp.roll(x, (-shift, -shift), axis=(1, 2))
-    y = WindowAttention(self.num_heads, self.window_size, self.attention_dropout_rate,
-                        self.dropout_rate, self.compute, name='attn')(
-                            windows.window_partition(x, window), window, mask,
-                            train=train)
+    y = self._attention()(windows.window_partition(x, window), window, mask,
+                          train=train)
     y = windows.window_merge(y, window, hp, wp)
     if shift:
       y = jnp.roll(y, (shift, shift), axis=(1, 2))
@@ -132,14 +145,20 @@ class PatchMerging(nn.Module):
   @nn.compact
   def __call__(self, x):
     c = x.shape[-1]
-    x = windows.pad_to_multiple(x, 2)
-    # Official channel order: x0 = [0::2, 0::2], x1 = [1::2, 0::2], x2 = [0::2, 1::2],
-    # x3 = [1::2, 1::2]; the converted `reduction` kernel expects exactly this order.
-    x = jnp.concatenate([x[:, 0::2, 0::2], x[:, 1::2, 0::2],
-                         x[:, 0::2, 1::2], x[:, 1::2, 1::2]], axis=-1)
-    x = self.compute.layer_norm(_LN_EPSILON)(name='norm')(x)
-    return self.compute.dense(use_bias=False, kernel_init=_dense_init)(
+    x = self.compute.layer_norm(LN_EPSILON)(name='norm')(merge_neighbours(x))
+    return self.compute.dense(use_bias=False, kernel_init=DENSE_INIT)(
         2 * c, name='reduction')(x)
+
+
+def merge_neighbours(x: jax.Array) -> jax.Array:
+  """(b, H, W, C) -> (b, ceil(H/2), ceil(W/2), 4C), odd sides zero-padded first.
+
+  Official channel order: x0 = [0::2, 0::2], x1 = [1::2, 0::2], x2 = [0::2, 1::2],
+  x3 = [1::2, 1::2]; the converted `reduction` kernels (V1 and V2) expect this order.
+  """
+  x = windows.pad_to_multiple(x, 2)
+  return jnp.concatenate([x[:, 0::2, 0::2], x[:, 1::2, 0::2],
+                          x[:, 0::2, 1::2], x[:, 1::2, 1::2]], axis=-1)
 
 
 class SwinStage(nn.Module):
@@ -154,18 +173,23 @@ class SwinStage(nn.Module):
   dropout_rate: float = 0.0
   attention_dropout_rate: float = 0.0
   compute: Compute = Compute()
+  # The block and merge of the Swin version (V2: swin/v2.py), and the block fields
+  # beyond V1's (V2: the pretrained window).
+  block_class: type = SwinBlock
+  merge_class: type = PatchMerging
+  block_fields: Mapping[str, Any] = flax.core.FrozenDict()
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    block_cls = self.compute.block(SwinBlock, static_argnums=(2,))  # `train`
+    block_cls = self.compute.block(self.block_class, static_argnums=(2,))  # `train`
     for j in range(self.depth):
       x = block_cls(self.num_heads, self.window_size, j % 2 == 1, self.mlp_ratio,
                     dropout_rate=self.dropout_rate,
                     attention_dropout_rate=self.attention_dropout_rate,
                     drop_path_rate=self.drop_path_rates[j], compute=self.compute,
-                    name=f'blocks_{j}')(x, train)
+                    **self.block_fields, name=f'blocks_{j}')(x, train)
     if self.downsample:
-      x = PatchMerging(self.compute, name='downsample')(x)
+      x = self.merge_class(self.compute, name='downsample')(x)
     return x
 
 
@@ -182,7 +206,7 @@ class PatchEmbed(nn.Module):
     x = nn.Conv(self.embed_dim, (p, p), strides=(p, p), padding='VALID',
                 dtype=self.compute.dtype, param_dtype=self.compute.param_dtype,
                 name='proj')(images)
-    return self.compute.layer_norm(_LN_EPSILON)(name='norm')(x)
+    return self.compute.layer_norm(LN_EPSILON)(name='norm')(x)
 
 
 class SwinTransformer(nn.Module):
@@ -220,7 +244,7 @@ class SwinTransformer(nn.Module):
                        registry.as_pair(self.image_size, 'image_size'))
     object.__setattr__(self, 'depths', tuple(self.depths))
     object.__setattr__(self, 'num_heads', tuple(self.num_heads))
-    _check_config(self)
+    checks.check_config(self)
     super().__post_init__()
 
   compute = compute_lib.FIELDS  # Compute.of(self): the fields above, for the stages.
@@ -236,7 +260,7 @@ class SwinTransformer(nn.Module):
     to keep. Windows need the full grid, so the other patches are masked, not removed:
     their embeddings are zeroed after patch_embed (and ape). They still take part in
     attention and pooling as zero inputs. For the patch-drop analysis."""
-    _check_input(self, images)
+    self._check_images(images)
     compute = self.compute
     x = PatchEmbed(self.embed_dim, self.patch_size, compute,
                    name='patch_embed')(images.astype(self.dtype))  # (b, H/p, W/p, C)
@@ -249,9 +273,9 @@ class SwinTransformer(nn.Module):
     for i, depth in enumerate(self.depths):
       x = SwinStage(depth, self.num_heads[i], self.window_size, rates[i],
                     i < len(self.depths) - 1, self.mlp_ratio, self.dropout_rate,
-                    self.attention_dropout_rate, compute,
+                    self.attention_dropout_rate, compute, **self._stage_fields(i),
                     name=f'layers_{i}')(x, train=train)
-    x = compute.layer_norm(_LN_EPSILON)(name='norm')(x)
+    x = compute.layer_norm(LN_EPSILON)(name='norm')(x)
     x = jnp.mean(x, axis=(1, 2))  # global average pool: (batch, C_last)
     self.sow('intermediates', 'pre_logits', x)
     return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype,
@@ -259,10 +283,18 @@ class SwinTransformer(nn.Module):
                     bias_init=nn.initializers.constant(self.head_bias_init),
                     name='head')(x)
 
+  def _check_images(self, images) -> None:
+    checks.check_input(self, images)
+
+  def _stage_fields(self, stage: int) -> dict:
+    """SwinStage fields that differ between Swin versions (V1: none)."""
+    del stage
+    return {}
+
   def _absolute_position_embedding(self, grid_shape):
     h, w, c = grid_shape
     # Official layout (1, tokens, C), tokens row-major over the patch grid.
-    embedding = self.param('absolute_pos_embed', _dense_init, (1, h * w, c),
+    embedding = self.param('absolute_pos_embed', DENSE_INIT, (1, h * w, c),
                            self.param_dtype)
     return embedding.reshape(1, h, w, c).astype(self.dtype)
 
@@ -282,48 +314,3 @@ def drop_path_rates(maximum: float, depths: tuple[int, ...]) -> list[tuple[float
   rates = np.linspace(0.0, maximum, sum(depths)).tolist()
   starts = np.cumsum((0,) + tuple(depths))
   return [tuple(rates[starts[i]:starts[i + 1]]) for i in range(len(depths))]
-
-
-def nearest_sizes(side: int, multiple: int) -> tuple[int, ...]:
-  """The nearest positive multiples of `multiple` below and above `side`."""
-  lower = side // multiple * multiple
-  upper = lower + multiple if lower != side else side + multiple
-  return (lower, upper) if lower > 0 else (upper,)
-
-
-def _check_image_size(image_size: tuple[int, int], patch_size: int,
-                      what: str = 'image_size') -> None:
-  for axis, side in zip(('height', 'width'), image_size):
-    if side <= 0 or side % patch_size:
-      options = ' or '.join(str(s) for s in nearest_sizes(max(side, 0), patch_size))
-      raise ValueError(
-          f'{what} {tuple(image_size)}: {axis} {side} is not a positive multiple of '
-          f'the Swin patch size {patch_size}; use {options} for the {axis}')
-
-
-def _check_config(m: SwinTransformer) -> None:
-  """Rejects impossible configs at creation, before anything is traced or compiled."""
-  if m.patch_size < 1 or m.window_size < 1:
-    raise ValueError(f'patch_size {m.patch_size} and window_size {m.window_size} '
-                     'must be positive ints')
-  _check_image_size(m.image_size, m.patch_size)
-  Compute.of(m)  # checks remat_policy and attention_chunks.
-  if len(m.depths) != len(m.num_heads) or not m.depths:
-    raise ValueError(f'depths {m.depths} and num_heads {m.num_heads} need one entry '
-                     'per stage each (same, non-zero length)')
-  for i, heads in enumerate(m.num_heads):
-    dim = m.embed_dim * 2**i
-    if dim % heads:
-      raise ValueError(f'stage {i} has {dim} channels (embed_dim {m.embed_dim} x 2^{i}),'
-                       f' not divisible by num_heads[{i}] = {heads}')
-
-
-def _check_input(m: SwinTransformer, images) -> None:
-  if images.ndim != 4 or images.shape[-1] != 3:
-    raise ValueError(f'images must be (batch, height, width, 3), got {images.shape}')
-  h, w = images.shape[1:3]
-  _check_image_size((h, w), m.patch_size, what='input images of size')
-  if m.ape and (h, w) != m.image_size:
-    raise ValueError(
-        f'images are {h}x{w} but the absolute position embedding was made for '
-        f'image_size {m.image_size}; create the model with image_size=({h}, {w})')

@@ -89,3 +89,18 @@ def pad_to_multiple(x: jax.Array, multiple: int) -> jax.Array:
   if pad_h == 0 and pad_w == 0:
     return x
   return jnp.pad(x, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)))
+
+
+def stage_windows(image_size: tuple[int, int], patch_size: int, window: int,
+                  num_stages: int) -> tuple[int, ...]:
+  """The effective window of each stage (`stage_window`) of a Swin at `image_size`.
+
+  For fine-tuning Swin V2: a checkpoint's per-stage windows are the new model's
+  `pretrained_window_sizes`, e.g. (12, 12, 12, 6) for 192 px, patch 4, window 12.
+  """
+  h, w = (side // patch_size for side in image_size)
+  out = []
+  for _ in range(num_stages):
+    out.append(stage_window(h, w, window)[0])
+    h, w = -(-h // 2), -(-w // 2)
+  return tuple(out)
