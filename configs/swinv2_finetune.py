@@ -41,13 +41,13 @@ PATCH = 4  # every Swin V2 variant: patch 4.
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   args = finetune.common.parse_args(
       arg, model='SwinV2-L', dataset='imagenet2012', res=384, window=24, init=None,
-      init_res=192, init_window=12, steps=0, lr=0.0, batch=512)
+      init_res=192, init_window=12, steps=0, lr=0.0, batch=512, accum_steps=1)
   if args.model not in swin.V2_VARIANTS:
     raise ValueError(f'model={args.model!r}: this recipe is for Swin V2 '
                      f'({", ".join(swin.V2_VARIANTS)}); Swin V1 fine-tunes with '
                      'configs/finetune.py')
   passed = dict(model=args.model, dataset=args.dataset, res=args.res, steps=args.steps,
-                lr=args.lr, batch=args.batch)
+                lr=args.lr, batch=args.batch, accum_steps=args.accum_steps)
   if args.init:
     passed['init'] = args.init
   config = finetune.get_config(','.join(f'{k}={v}' for k, v in passed.items()))

@@ -398,3 +398,27 @@ def test_finetune_through_main_from_a_run_at_a_smaller_window(tmp_path, demo_dat
   np.testing.assert_allclose(after['cpb_mlp_0']['kernel'], before['cpb_mlp_0']['kernel'],
                              atol=1e-5)
   assert np.abs(before['cpb_mlp_0']['kernel']).max() > 1e-2
+  # The same run given to a model that measures offsets in its own windows (4, 4): the
+  # run's recorded config says (2, 2), so the load is refused, naming the fix.
+  wrong = registry.create('SwinV2-testing', num_classes=10, window_size=4)
+  init = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), cost.abstract_params(wrong))
+  with pytest.raises(ValueError, match=r'trained at 16 px, window 2: its bias MLP '
+                     r'measures offsets in windows \(2, 2\).*this model measures them in '
+                     r'\(4, 4\); create it with pretrained_window_sizes=\[2, 2\] '
+                     r'\(configs/swinv2_finetune.py: init_res=16,init_window=2\)'):
+    fit.load_pretrained(source, model=wrong, init_params=init)
+
+
+def test_coordinate_units_follow_a_fine_tuned_source():
+  """A model fine-tuned 12 -> 24 still measures in (12, 12, 12, 6): fine-tuning it
+  again must keep those units, not its own windows."""
+  source = registry.create('SwinV2-L', num_classes=1000, window_size=24,
+                           image_size=384, pretrained_window_sizes=(12, 12, 12, 6))
+  assert swin.adapt.coordinate_units(source) == (12, 12, 12, 6)
+  again = registry.create('SwinV2-L', num_classes=10, window_size=24, image_size=384,
+                          pretrained_window_sizes=(12, 12, 12, 6))
+  swin.adapt.check_coordinate_units(again, source)  # same units: accepted.
+  own = registry.create('SwinV2-L', num_classes=10, window_size=24, image_size=384)
+  assert swin.adapt.coordinate_units(own) == (24, 24, 24, 12)
+  with pytest.raises(ValueError, match=r'pretrained_window_sizes=\[12, 12, 12, 6\]'):
+    swin.adapt.check_coordinate_units(own, source)

@@ -15,6 +15,7 @@ from etils import epath
 import jax.numpy as jnp
 import numpy as np
 
+from vit_jax import run_config
 from vit_jax.checkpoints import published
 from vit_jax.checkpoints import training
 from vit_jax.cost import flops
@@ -27,7 +28,8 @@ _PRE_LOGITS_PREFIX = 'pre_logits/'
 def fit_params(flat: Mapping[str, Any], model, *,
                flat_template: Mapping[str, Any] | None = None, source_image_size=None,
                method: str = 'bilinear', patch_size=None,
-               patch_resize_method: str = 'pi') -> tuple[dict, list[str]]:
+               patch_resize_method: str = 'pi',
+               source_model=None) -> tuple[dict, list[str]]:
   """Checkpoint params (flat 'a/b' keys) as `model`'s nested params, and report lines.
 
   flat_template: `model`'s params, flat (arrays or ShapeDtypeStructs: target shapes and
@@ -40,6 +42,9 @@ def fit_params(flat: Mapping[str, Any], model, *,
   patch_resize_method: how the family resizes a checkpoint patch embedding whose patch
     differs from the model's (ViT: 'pi', FlexiViT's pseudo-inverse, or 'bilinear';
     vit_patch_resize.py). Passed to the family hook as a keyword.
+  source_model: the model the checkpoint was trained as, where its run recorded it
+    (our run directories), else None; the family checks what it must agree on
+    (Swin V2: the windows its bias coordinates are measured in).
   Raises CheckpointMismatchError naming every key that still does not fit.
   """
   check_patch_size(model, patch_size)
@@ -47,7 +52,7 @@ def fit_params(flat: Mapping[str, Any], model, *,
     flat_template = published.flatten(flops.abstract_params(model))
   flat, notes = registry.family(model).adapt_checkpoint(
       dict(flat), flat_template, model, source_image_size, method,
-      patch_resize_method=patch_resize_method)
+      patch_resize_method=patch_resize_method, source_model=source_model)
   published.match_flat(flat, flat_template)
   params = published.unflatten({k: jnp.asarray(v, dtype=flat_template[k].dtype)
                                 for k, v in flat.items()})
@@ -68,11 +73,19 @@ def check_patch_size(model, patch_size) -> None:
         'or leave patch_size out')
 
 
-def _read_any(path: str) -> tuple[dict, tuple[int, int] | None]:
-  """(params, resolution if recorded) of one of our runs or a published file."""
-  if epath.Path(path).is_dir():
-    return training.read_params_for_finetune(path)
-  return published.load_params(path), None
+def _read_any(path: str) -> tuple[dict, tuple[int, int] | None, Any]:
+  """(params, resolution if recorded, the model it was trained as if recorded) of one
+  of our runs or a published file (which records neither)."""
+  if not epath.Path(path).is_dir():
+    return published.load_params(path), None, None
+  params, size, config = training.read_params_for_finetune(path)
+  try:  # the head size does not matter: the hooks read the source's geometry only.
+    source_model = run_config.create_model(config, num_classes=1)
+  except ValueError as e:  # a config of an older version: fit without the source.
+    logging.warning('load_pretrained(%s): the run\'s model is not re-created (%s)',
+                    path, e)
+    source_model = None
+  return params, size, source_model
 
 
 def _take_head_and_pre_logits(flat: dict, flat_init: dict) -> tuple[dict, list[str]]:
@@ -118,7 +131,7 @@ def load_pretrained(path: str, *, model, init_params, source_image_size=None,
   CheckpointMismatchError listing every other key that does not fit.
   """
   check_patch_size(model, patch_size)  # before reading a large file.
-  params, recorded_size = _read_any(path)
+  params, recorded_size, source_model = _read_any(path)
   if source_image_size is None:
     source_image_size = recorded_size
   flat_init = published.flatten(init_params)
@@ -126,7 +139,8 @@ def load_pretrained(path: str, *, model, init_params, source_image_size=None,
   tree, fit_report = fit_params(flat, model, flat_template=flat_init,
                                 source_image_size=source_image_size,
                                 method=posemb_method, patch_size=patch_size,
-                                patch_resize_method=patch_resize_method)
+                                patch_resize_method=patch_resize_method,
+                                source_model=source_model)
   report += fit_report
   changed = {line.split()[1].rstrip(':') for line in report}
   report += [f'loaded {k} {tuple(flat_init[k].shape)}' for k in sorted(flat_init)

@@ -181,14 +181,15 @@ def stored_config(workdir: str) -> dict | None:
   return restore_meta(manager, step)['config']
 
 
-def read_params_for_finetune(workdir: str) -> tuple[Any, tuple[int, int]]:
-  """(params, (H, W) they were trained at) of a run's latest checkpoint, for
-  `fit.load_pretrained`.
+def read_params_for_finetune(workdir: str) -> tuple[Any, tuple[int, int], dict]:
+  """(params, (H, W) they were trained at, the config that trained them) of a run's
+  latest checkpoint, for `fit.load_pretrained`.
 
   The image size comes from the config stored with the checkpoint, so the
-  position-embedding grid is known, never guessed from the number of tokens.
+  position-embedding grid is known, never guessed from the number of tokens; the
+  config gives the model it was trained as (Swin V2: its windows).
   """
   manager = _read_only_manager(workdir)
   step = _complete_step(manager, workdir, None)
-  size = run_config.parse_size(restore_meta(manager, step)['config']['image_size'])
-  return read_arrays(workdir, step), size
+  config = restore_meta(manager, step)['config']
+  return read_arrays(workdir, step), run_config.parse_size(config['image_size']), config

@@ -22,11 +22,12 @@ class Family:
   """What differs between model families; each family's module fills it in.
 
   adapt_checkpoint(flat, flat_init, model, source_image_size, method, *,
-                   patch_resize_method) -> (flat, notes):
+                   patch_resize_method, source_model) -> (flat, notes):
     checkpoint params (flat 'a/b' keys) resampled to `model`'s grids; source_image_size
     is (H, W) the checkpoint was trained at, or None (read it from the params);
     patch_resize_method: how a patch embedding of another patch size is resized
-    (ViT: 'pi' | 'bilinear'; families that do not resize it accept and ignore it).
+    (ViT: 'pi' | 'bilinear'; families that do not resize it accept and ignore it);
+    source_model: the model the checkpoint was trained as, or None where unrecorded.
   trained_image_size(flat, model, explicit) -> ((H, W) or None, how): the resolution a
     published file was trained at (explicit wins), None where its params do not say.
   file_fields(flat) -> dict: model fields a published file fixes (e.g. the ViT

@@ -15,15 +15,18 @@ from vit_jax.models.vit import VisionTransformer
 
 def adapt_checkpoint(flat: dict, flat_init: dict, model: VisionTransformer,
                      source_image_size=None, method: str = 'bilinear', *,
-                     patch_resize_method: str = 'pi') -> tuple[dict, list[str]]:
+                     patch_resize_method: str = 'pi',
+                     source_model=None) -> tuple[dict, list[str]]:
   """Checkpoint params (flat 'a/b' keys) fitted to `model`'s token grid and patch.
 
   method: the position-embedding resampling (vit_posemb.resample_posemb).
   patch_resize_method: 'pi' | 'bilinear', for an `embedding/kernel` whose patch differs
     from the model's (vit_patch_resize.resample_patch_embedding).
   The position embedding goes first: its source grid needs the checkpoint's own
-  stride, read from the kernel before it is resized.
+  stride, read from the kernel before it is resized. `source_model` is not needed:
+  the kernel and `source_image_size` give the source geometry.
   """
+  del source_model
   flat, notes = vit_posemb.adapt_pretrained(flat, flat_init, model, source_image_size,
                                             method)
   flat, more = vit_patch_resize.adapt_patch_embedding(flat, flat_init,

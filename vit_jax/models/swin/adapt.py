@@ -152,21 +152,43 @@ def check_version(flat: dict, model: SwinTransformer) -> None:
 
 def _adapt_checkpoint(flat: dict, flat_init: dict, model: SwinTransformer,
                       source_image_size=None, method: str = 'bilinear', *,
-                      patch_resize_method: str = 'pi'):
-  """The table shapes give the old window: the source size and methods do not matter
-  (Swin's patch embedding is not resized: a patch-size change is refused by shape)."""
-  del source_image_size, method, patch_resize_method
+                      patch_resize_method: str = 'pi', source_model=None):
+  """The table shapes give the old window: the source size, model and methods do not
+  matter (Swin's patch embedding is not resized: a patch change is refused by shape)."""
+  del source_image_size, method, patch_resize_method, source_model
   check_version(flat, model)
   return adapt_pretrained(flat, flat_init, model)
+
+
+def coordinate_units(model: SwinTransformerV2) -> tuple[int, ...]:
+  """Per stage, the window V2's bias coordinates are measured in: the pretrained window
+  where one is set, else the stage's own window (log_spaced_coordinates)."""
+  own = windows.stage_windows(model.image_size, model.patch_size, model.window_size,
+                              len(model.depths))
+  return tuple(p or w for p, w in zip(model.pretrained_window_sizes, own))
+
+
+def check_coordinate_units(model: SwinTransformerV2, source) -> None:
+  """A V2 run's bias MLP learned offsets in its units: the new model must use the
+  same ones (pretrained_window_sizes), or every bias is read at the wrong offset."""
+  if not isinstance(source, SwinTransformerV2):
+    return
+  want, have = coordinate_units(source), coordinate_units(model)
+  if want != have:
+    raise ValueError(
+        f'the checkpoint was trained at {source.image_size[0]} px, window '
+        f'{source.window_size}: its bias MLP measures offsets in windows {want} per '
+        f'stage, but this model measures them in {have}; create it with '
+        f'pretrained_window_sizes={list(want)} (configs/swinv2_finetune.py: '
+        f'init_res={source.image_size[0]},init_window={source.window_size})')
 
 
 def rebuilt_buffers(model: SwinTransformerV2) -> list[str]:
   """Report lines: the V2 buffers each stage rebuilds from the config (never loaded)."""
   lines = []
   h, w = model.grid
-  for stage, depth in enumerate(model.depths):
+  for stage, (depth, unit) in enumerate(zip(model.depths, coordinate_units(model))):
     window, shift = windows.stage_window(h, w, model.window_size)
-    unit = model.pretrained_window_sizes[stage] or window
     mask = (f', attn_mask ({h * w // window**2}, {window**2}, {window**2}) in the '
             'shifted blocks') if shift and depth > 1 else ''
     lines.append(
@@ -180,10 +202,12 @@ def rebuilt_buffers(model: SwinTransformerV2) -> list[str]:
 
 def _adapt_checkpoint_v2(flat: dict, flat_init: dict, model: SwinTransformerV2,
                          source_image_size=None, method: str = 'bilinear', *,
-                         patch_resize_method: str = 'pi'):
-  """Nothing to resample: the bias MLP takes any window. Reports the rebuilt buffers."""
+                         patch_resize_method: str = 'pi', source_model=None):
+  """Nothing to resample: the bias MLP takes any window. Checks the coordinate units
+  against a recorded source model; reports the rebuilt buffers."""
   del flat_init, source_image_size, method, patch_resize_method
   check_version(flat, model)
+  check_coordinate_units(model, source_model)
   return dict(flat), rebuilt_buffers(model)
 
 
