@@ -4,6 +4,7 @@ CPU only, narrow models."""
 from __future__ import annotations
 
 import json
+import re
 
 import jax
 import jax.numpy as jnp
@@ -422,3 +423,16 @@ def test_coordinate_units_follow_a_fine_tuned_source():
   assert swin.adapt.coordinate_units(own) == (24, 24, 24, 12)
   with pytest.raises(ValueError, match=r'pretrained_window_sizes=\[12, 12, 12, 6\]'):
     swin.adapt.check_coordinate_units(own, source)
+
+
+def test_models_table_shows_a_refused_size_and_why():
+  """`python -m vit_jax.models` at 224 px: SwinV2-T is shown at its own 256 px,
+  marked, with the window refusal under the table; Swin-T runs at 224."""
+  from vit_jax.models import __main__ as table  # pylint: disable=g-import-not-at-top
+  rows = table.variant_rows(['Swin-T', 'SwinV2-T'], 224)
+  assert [r[1] for r in rows] == ['224x224', '256x256*']
+  assert rows[1][2] == 28_347_154 and rows[1][4] == 5.9
+  text = table.format_table(rows)
+  assert re.search(r'\* SwinV2-T at its own size: image_size \(224, 224\): Swin V2 '
+                   r'stage 1 has a 28x28 feature map', text), text
+  assert rows[0][5] is None and '* Swin-T' not in text
