@@ -87,6 +87,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.label_smoothing = 0.0  # softmax targets (1 - s) one-hot + s / classes; off by default (Swin recipes: 0.1).
   config.ema_decay = 0.0  # Polyak/EMA of params used for eval; 0 disables (ViT paper Sec. 4.1 used 0.9999 only for its Table 2 ImageNet results).
   config.fsdp = False  # shard params + optimiser state over the data axis.
+  # Per-device memory (GiB) the OOM preflight holds the compiled step to before step 1;
+  # 0: what the GPU / TPU runtime lets XLA allocate (CPU runs are then not checked).
+  # vit_jax/planning/preflight.py; project choice.
+  config.memory_limit_gib = 0.0
   # Loop cadence.
   config.log_every_steps = 50  # train metrics interval; project choice.
   config.eval_every_steps = 1000  # eval interval (and at the end); project choice.

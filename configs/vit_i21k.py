@@ -21,7 +21,10 @@ Hardware: TPUv3 in the paper (Section 4.2); any mesh works, the batch is global.
 Time: the paper publishes ImageNet-21k pretraining cost only for ViT-L/16: 0.23k
 TPUv3-core-days (Table 2, column "Ours-I21k (ViT-L/16)"), "approximately 30 days" on a
 TPUv3 with 8 cores (Section 4.2). No figure is published for ViT-B/16; the cost summary
-at the end of the run reports ours in the same unit.
+at the end of the run reports ours in the same unit. Forecast before launching (README
+"Before you launch"): python -m vit_jax.plan --config=configs/vit_i21k.py:model=ViT-B/16
+--topology=v3-256 --num_classes=21843 gives 6.23 GiB per core of 16 (XLA:CPU's compile)
+and 58.4 TPUv3-core-days at the paper's implied 38.6% MFU (experiments/planner/).
 Expected results: at the end of pretraining, precision@1 on the authors' held-out split
 ViT-B/16 47.88%, ViT-L/16 49.90% (google-research/vision_transformer issue #62; our eval
 is the same metric on a held-out 2% of the training split, so only roughly comparable).

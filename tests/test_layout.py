@@ -16,7 +16,8 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / 'vit_jax'
 MAX_MODULE_LINES = 350
 MAX_FUNCTION_LINES = 60
 
-ENTRY_POINTS = ('main', 'demo', 'predict', 'analyze', 'benchmark', 'finetune_sweep')
+ENTRY_POINTS = ('main', 'demo', 'predict', 'analyze', 'benchmark', 'finetune_sweep',
+                'plan')
 # area -> the areas it may import (besides itself). An area is a folder of vit_jax/ or a
 # top-level module; the layers run bottom (cost) to top (the entry points).
 ALLOWED = {
@@ -31,15 +32,16 @@ ALLOWED = {
     'datasets': set(),
     'data': {'datasets', 'run_config', 'sharding', 'platform'},
     'checkpoints': {'models', 'run_config', 'cost'},
-    'analysis': {'models', 'steps'},
+    'analysis': {'models', 'steps', 'cost'},
     'guards': {'checkpoints'},
     'report': {'build', 'cost', 'sharding'},
     'recipes': {'configs'},
     'resume': {'checkpoints', 'data', 'sharding'},
     'build': {'checkpoints', 'cost', 'data', 'datasets', 'models', 'optim', 'platform',
               'resume', 'run_config', 'sharding', 'steps'},
-    'train': {'build', 'checkpoints', 'cost', 'data', 'guards', 'report', 'resume',
-              'sharding', 'steps'},
+    'train': {'build', 'checkpoints', 'cost', 'data', 'guards', 'planning', 'report',
+              'resume', 'sharding', 'steps'},
+    'planning': {'build', 'checkpoints', 'cost', 'run_config', 'sharding'},
     'inference': {'checkpoints', 'cost', 'data', 'models', 'run_config'},
     'sweep': {'checkpoints', 'data', 'resume', 'sharding', 'train'},
     'speed': {'build', 'configs', 'cost', 'models', 'optim', 'platform', 'run_config',

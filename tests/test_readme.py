@@ -136,6 +136,19 @@ CASES = (
                  ('--mode infer', '--mode infer --steps 2'),
                  ('res=224,384,448', 'res=32'))),  # a Swin compile costs ~20 CPU s
 )
+CASES += (
+    Case('python -m vit_jax.plan --config=configs/vit_i21k.py:model=ViT-B/16 '
+         '--topology=v3-256 --num_classes=21843', RUN,
+         'the planner on the ImageNet-21k recipe for a v3-256, shrunk to ViT-Ti/16 at '
+         '32 px (the same 256 simulated devices; tests/test_plan.py checks its numbers)',
+         shrink=(('model=ViT-B/16', 'model=ViT-Ti/16,res=32'),)),
+    Case('Plan: configs/vit_i21k.py:model=ViT-B/16 on v3-256', OUTPUT,
+         'what the command above printed unshrunk (experiments/planner/'
+         'vit_b16_i21k_v3-256.txt)'),
+    Case('What would fit (each compiled the same way):', OUTPUT,
+         'the options of the ViT-L/16 v4-128 plan (experiments/planner/'
+         'vit_l16_i21k_v4-128.txt)'),
+)
 # No README block is SKIP today: the TPU VM commands live in experiments/tpu/README.md
 # (their dry runs are tests/test_tpu_scripts.py). A block that needs a TPU, a GPU, real
 # hosts or the network gets Case(<its line>, SKIP, '<why>') here.

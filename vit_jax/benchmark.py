@@ -24,7 +24,7 @@ round, so drift in machine speed hits all of them alike. Reported: median / min 
 seconds per step over --steps rounds. On CPU each round also times one 1024^2 float32
 and one bf16 (float32-accumulating) matmul; the best of them is the peak that MFU is
 measured against (`peaks.measure_cpu_peak_flops`). On accelerators the peak is the
-vendor figure in `peaks.DEVICE_SPECS`.
+vendor figure in `cost/devices.py`.
 
 `--cpu_devices N` makes the CPU backend N devices (vit_jax/platform/cpu_devices.py) and
 `devices` (a flag or sweep key) is the size of each configuration's mesh, the first

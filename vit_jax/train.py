@@ -23,11 +23,14 @@ from vit_jax import steps
 from vit_jax.checkpoints import training
 from vit_jax.cost import accounting
 from vit_jax.data import global_batches
+from vit_jax.planning import preflight
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains and evaluates as `config` says; returns the final summary (also logged)."""
-  run, start = build.build(config, workdir)
+  with preflight.out_of_memory_stops(workdir):  # a TPU compile that cannot fit.
+    run, start = build.build(config, workdir)
+  preflight.check_fits(run)  # the step against the device's memory, before step 1.
   report.write_start(run, start.step)
   meter = accounting.CostMeter(start.totals, flops_per_step=run.compiled.flops_per_step,
                                kinds=run.hardware.kinds,

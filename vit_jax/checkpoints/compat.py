@@ -28,7 +28,7 @@ from vit_jax.checkpoints import errors
 
 RESUMABLE = ('total_steps', 'log_every_steps', 'eval_every_steps',
              'checkpoint_every_steps', 'keep_checkpoints', 'data.data_dir', 'debug',
-             'init', 'init_image_size')  # init: only read by a fresh start.
+             'init', 'init_image_size', 'memory_limit_gib')  # init: only read by a fresh start.
 # model_overrides is not here: dropout or remat may change on resume; a field that changes
 # the parameters is caught by the tree check.
 UNUSABLE = ('model', 'image_size', 'num_classes', 'optimizer', 'param_dtype',

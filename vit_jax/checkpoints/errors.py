@@ -21,3 +21,7 @@ class NoReadableCheckpoint(RunStopped):
 
 class DiskFull(RunStopped):
   """A checkpoint save ran out of space."""
+
+
+class OutOfMemory(RunStopped):
+  """The compiled train step needs more memory per device than the device has."""

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 
 import jax
 
-from vit_jax.cost.peaks import TPU_V3_CORE_PEAK
+from vit_jax.cost.devices import TPU_V3_CORE_PEAK
 
 SECONDS_PER_DAY = 86_400.0
 

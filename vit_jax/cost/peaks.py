@@ -1,7 +1,6 @@
 """Peak FLOP/s and core counts of the devices a run uses (the MFU denominator)."""
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 import os
@@ -10,42 +9,8 @@ import time
 import jax
 import jax.numpy as jnp
 
-
-@dataclasses.dataclass(frozen=True)
-class DeviceSpec:
-  """Peak dense FLOP/s of one JAX device and how many cores the paper would count."""
-  cores: int  # TPU v2/v3: a JAX device is one TensorCore; v4/v5p devices hold two.
-  peak_bf16: float  # FLOP/s, dense, bfloat16 inputs.
-  peak_fp32: float  # FLOP/s of a float32 matmul at JAX's default precision:
-  #                   one bf16 pass on TPU, TF32 tensor cores on A100/H100/H200.
-
-
-# Keyed by a substring of `jax.Device.device_kind`, most specific first. Vendor figures:
-# TPU per-chip peaks (v2 45T / 2 cores, v3 123T / 2 cores, v4 275T, v5e 197T, v5p 459T,
-# v6e 918T) and NVIDIA SXM dense figures (no sparsity).
-DEVICE_SPECS: dict[str, DeviceSpec] = {
-    'TPU v2': DeviceSpec(1, 22.5e12, 22.5e12),
-    'TPU v3': DeviceSpec(1, 61.5e12, 61.5e12),
-    'TPU v4': DeviceSpec(2, 275e12, 275e12),
-    'TPU v5 lite': DeviceSpec(1, 197e12, 197e12),  # v5e
-    'TPU v5e': DeviceSpec(1, 197e12, 197e12),
-    'TPU v5p': DeviceSpec(2, 459e12, 459e12),
-    'TPU v5': DeviceSpec(2, 459e12, 459e12),  # v5p reports 'TPU v5'
-    'TPU v6 lite': DeviceSpec(1, 918e12, 918e12),  # v6e (Trillium)
-    'TPU v6e': DeviceSpec(1, 918e12, 918e12),
-    'A100': DeviceSpec(1, 312e12, 156e12),
-    'H100': DeviceSpec(1, 989.4e12, 494.7e12),
-    'H200': DeviceSpec(1, 989.4e12, 494.7e12),
-}
-TPU_V3_CORE_PEAK = DEVICE_SPECS['TPU v3'].peak_bf16
-
-
-def device_spec(device_kind: str) -> DeviceSpec | None:
-  """The table entry whose key occurs in `device_kind` (None: unknown, e.g. CPU)."""
-  for key, spec in DEVICE_SPECS.items():
-    if key in device_kind:
-      return spec
-  return None
+# The table itself (peaks, memory, cores per device kind) is cost/devices.py.
+from vit_jax.cost.devices import device_spec
 
 
 def host_cpu_cores() -> int:

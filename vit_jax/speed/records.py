@@ -80,7 +80,7 @@ def peak_flops(opts: options.Options,
   if devices[0].platform == 'cpu':
     what = 'bf16 x bf16 -> f32' if bf16 else 'float32'
     return total, f'measured {what} 1024^2 matmul, best over the rounds'
-  return total, f'peaks.DEVICE_SPECS {devices[0].device_kind} {"bf16" if bf16 else "fp32"}'
+  return total, f'cost/devices.py {devices[0].device_kind} {"bf16" if bf16 else "fp32"}'
 
 
 def record(p: benchmark.Prepared, seconds: list[float], cpu_peaks: dict[str, float],
